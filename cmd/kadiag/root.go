@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/kadiag/kadiag/reports"
+	"github.com/spf13/cobra"
+)
+
+// globalFlags are the flags every command shares.
+type globalFlags struct {
+	output string
+}
+
+var global globalFlags
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kadiag",
+		Short: "Find, prove and fix TCP connections that middleboxes silently forget when idle",
+		Long: `kadiag finds, proves and fixes long-idle TCP connections that a NAT gateway,
+load balancer or conntrack table forgets, so the reply never arrives and the
+client waits until its read timeout (or forever).
+
+  kadiag sockets   is keepalive armed on a process's sockets, and will they survive?
+  kadiag capture   proof on the wire that keepalive probes go out
+  kadiag simulate  a lab with a middlebox that forgets idle flows, with and without the fix
+  kadiag preload   the bundled LD_PRELOAD library that turns keepalive on
+
+Exit codes: 0 ok, 1 a check failed, 2 an error.`,
+		Version: version,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{err: fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()), cmd: cmd}
+			}
+			return nil
+		},
+		RunE:          func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			_, err := reports.ParseFormat(global.output)
+			return err
+		},
+	}
+	root.PersistentFlags().StringVarP(&global.output, "output", "o", "table", "output format: table, json or junit")
+	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		var out []string
+		for _, f := range reports.Formats {
+			out = append(out, string(f))
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{err: err, cmd: cmd}
+	})
+	for _, add := range subcommands {
+		root.AddCommand(add())
+	}
+	return root
+}
+
+// subcommands holds the constructors of every subcommand; each command's file
+// registers itself in an init function so commands stay in files of their own.
+var subcommands []func() *cobra.Command
+
+// usageError is a bad flag or argument; it names the command's help.
+type usageError struct {
+	err error
+	cmd *cobra.Command
+}
+
+func (e usageError) Error() string {
+	return e.err.Error() + " (see '" + e.cmd.CommandPath() + " --help')"
+}
+
+func (e usageError) Unwrap() error { return e.err }
+
+// render writes r in the format chosen with --output to the command's stdout.
+func render(cmd *cobra.Command, r reports.Report) error {
+	f, err := reports.ParseFormat(global.output)
+	if err != nil {
+		return err
+	}
+	return reports.Render(cmd.OutOrStdout(), f, r)
+}

@@ -1,0 +1,9 @@
+package main
+
+import "sync"
+
+var (
+	kadiagOnce sync.Once
+	kadiagBin  string
+	kadiagErr  error
+)

@@ -1,0 +1,120 @@
+// Package middlebox describes the stateful boxes between a client and a server
+// (NAT gateways, load balancers, conntrack tables) that forget a TCP flow after
+// it has been idle for a while, and parses the idle limits users give kadiag.
+package middlebox
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AfterExpiry is what a middlebox does with a packet of a flow it has forgotten.
+type AfterExpiry string
+
+const (
+	// Reset answers the inside host's next packet with a TCP RST and drops
+	// packets from the outside peer (AWS NAT Gateway, AWS NLB).
+	Reset AfterExpiry = "reset"
+	// Drop silently drops every later packet of the flow (GCP, Azure, IPVS).
+	Drop AfterExpiry = "drop"
+	// Heal re-creates the flow from any later packet, as Linux conntrack does
+	// with nf_conntrack_tcp_loose=1.
+	Heal AfterExpiry = "heal"
+)
+
+// Preset is a named real-world middlebox with its idle timeout.
+type Preset struct {
+	Name   string
+	Idle   time.Duration
+	After  AfterExpiry
+	Source string // where the numbers come from
+}
+
+// DefaultIdle is the idle timeout kadiag checks against when none is given:
+// the AWS NAT Gateway's fixed 350 s, the most common culprit.
+const DefaultIdle = 350 * time.Second
+
+var presets = []Preset{
+	{Name: "aws-nat", Idle: 350 * time.Second, After: Reset, Source: "AWS VPC docs, NAT gateway troubleshooting"},
+	{Name: "aws-nlb", Idle: 350 * time.Second, After: Reset, Source: "AWS ELB docs, update-idle-timeout"},
+	{Name: "azure-lb", Idle: 240 * time.Second, After: Drop, Source: "Azure Load Balancer docs"},
+	{Name: "azure-nat", Idle: 240 * time.Second, After: Drop, Source: "Azure NAT Gateway docs"},
+	{Name: "gcp-nat", Idle: 1200 * time.Second, After: Drop, Source: "GCP Cloud NAT docs"},
+	{Name: "swarm-ipvs", Idle: 900 * time.Second, After: Drop, Source: "moby#31208"},
+	{Name: "linux-default", Idle: 432000 * time.Second, After: Heal, Source: "kernel nf_conntrack-sysctl docs"},
+}
+
+// Presets returns every known preset, sorted by name.
+func Presets() []Preset {
+	out := append([]Preset(nil), presets...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// ErrUnknownPreset is returned (wrapped) by Lookup for a name that is not a preset.
+var ErrUnknownPreset = errors.New("unknown middlebox preset")
+
+// Lookup returns the preset with the given name.
+func Lookup(name string) (Preset, error) {
+	for _, p := range presets {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return Preset{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownPreset, name, presetNames())
+}
+
+func presetNames() string {
+	var names []string
+	for _, p := range Presets() {
+		names = append(names, p.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// ErrBadDuration is returned (wrapped) when a duration cannot be parsed.
+var ErrBadDuration = errors.New("bad duration")
+
+// ParseDuration reads a duration the way users write them: Go syntax
+// ("350s", "5m", "1h30m") or a bare number of seconds ("350"). It rejects
+// negative values.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, fmt.Errorf("%w: empty (use e.g. 350s, 5m or 350)", ErrBadDuration)
+	}
+	var d time.Duration
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		d = time.Duration(n) * time.Second
+	} else {
+		var perr error
+		d, perr = time.ParseDuration(s)
+		if perr != nil {
+			return 0, fmt.Errorf("%w %q (use e.g. 350s, 5m or 350)", ErrBadDuration, s)
+		}
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%w %q: negative", ErrBadDuration, s)
+	}
+	return d, nil
+}
+
+// ParseIdle reads an idle limit: a duration (see ParseDuration) or a preset
+// name such as "aws-nat". A zero limit is rejected.
+func ParseIdle(s string) (time.Duration, error) {
+	if p, err := Lookup(strings.TrimSpace(s)); err == nil {
+		return p.Idle, nil
+	}
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w, or a preset: %s", err, presetNames())
+	}
+	if d == 0 {
+		return 0, fmt.Errorf("%w %q: the idle limit must be positive", ErrBadDuration, s)
+	}
+	return d, nil
+}
