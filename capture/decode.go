@@ -1,6 +1,8 @@
 package capture
 
 import (
+	"encoding/binary"
+
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -115,33 +117,36 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, seg *segment) decodeRe
 		}
 	}
 	if !haveTCP {
+		// Wireshark does not analyse a TCP segment whose header (options
+		// included) was cut by the snaplen; neither does kadiag, so both
+		// count the same probes. Such packets are counted and reported.
 		if haveIP && err != nil && d.nextIsTCP() {
 			return truncatedTCP
 		}
 		return notTCP
 	}
-	t := &d.tcp
-	tcpStart := cap(data) - cap(t.Contents)
-	hdr := int(t.DataOffset) * 4
+	tcp := d.tcp.Contents[:cap(d.tcp.Contents)]
+	tcpStart := cap(data) - cap(tcp)
+	hdr := int(tcp[12]>>4) * 4
 	seglen := ipStart + ipLen - tcpStart - hdr
-	if seglen < 0 || ipLen == 0 {
-		seglen = len(t.Payload)
+	if seglen < 0 {
+		seglen = 0
 	}
-	seg.src.port = uint16(t.SrcPort)
-	seg.dst.port = uint16(t.DstPort)
-	seg.seq = t.Seq
-	seg.ack = t.Ack
-	seg.window = uint32(t.Window)
+	seg.src.port = binary.BigEndian.Uint16(tcp[0:2])
+	seg.dst.port = binary.BigEndian.Uint16(tcp[2:4])
+	seg.seq = binary.BigEndian.Uint32(tcp[4:8])
+	seg.ack = binary.BigEndian.Uint32(tcp[8:12])
+	seg.flags = tcp[13]
+	seg.window = uint32(binary.BigEndian.Uint16(tcp[14:16]))
 	seg.seglen = uint32(seglen)
 	seg.iplen = uint32(ipLen)
-	seg.flags = t.Contents[13]
 	return isTCP
 }
+var v4InV6Prefix = []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}
 
 // nextIsTCP reports whether the IP header decoded last announced TCP.
 func (d *decoder) nextIsTCP() bool {
-	last := d.decoded[len(d.decoded)-1]
-	switch last {
+	switch d.decoded[len(d.decoded)-1] {
 	case layers.LayerTypeIPv4:
 		return d.ip4.Protocol == layers.IPProtocolTCP && d.ip4.FragOffset == 0
 	case layers.LayerTypeIPv6:
@@ -149,5 +154,3 @@ func (d *decoder) nextIsTCP() bool {
 	}
 	return false
 }
-
-var v4InV6Prefix = []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"bufio"
 	"context"
 	"fmt"
@@ -99,6 +100,7 @@ func (l *labT) Fatalf(format string, a ...any) {
 }
 
 type labAbort struct{}
+
 func (l *labT) Errorf(format string, a ...any) {
 	l.mu.Lock()
 	l.failed = fmt.Sprintf(format, a...)
@@ -135,7 +137,9 @@ func runLabOnce(t *labT, lc *labCaptures) {
 	stops := []func(){
 		startTcpdump(t, client, "-i", link.AName, "-w", lc.eth),
 		startTcpdump(t, client, "-i", link.AName, "--time-stamp-precision=nano", "-w", lc.nano),
-		startTcpdump(t, client, "-i", "any", "-w", lc.any),
+		// -i any rings hold few full-size frames: small packets in bursts were
+		// dropped by the kernel here with the default snaplen.
+		startTcpdump(t, client, "-i", "any", "-s", "512", "-B", "16384", "-w", lc.any),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
@@ -150,6 +154,10 @@ func runLabOnce(t *labT, lc *labCaptures) {
 	case <-liveDone:
 		t.Fatalf("live capture: %v", lc.liveErr)
 	}
+
+	// tcpdump -i any reports "listening" a moment before its socket sees
+	// every packet (seen here: the first data segments went missing).
+	time.Sleep(500 * time.Millisecond)
 
 	var wg sync.WaitGroup
 	run := func(name string, f func() error) {
@@ -225,7 +233,7 @@ func addVLAN(t testing.TB, a, b *testenv.Netns, l testenv.Link, subnet int) (str
 // startTcpdump runs tcpdump inside ns until the returned stop is called; it
 // returns once tcpdump listens.
 func startTcpdump(t testing.TB, ns *testenv.Netns, args ...string) func() {
-	cmd := ns.Command("tcpdump", append([]string{"-U", "-n", "tcp"}, args...)...)
+	cmd := ns.Command("tcpdump", append([]string{"--immediate-mode", "-U", "-n", "tcp"}, args...)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("tcpdump: %v", err)
@@ -238,13 +246,19 @@ func startTcpdump(t testing.TB, ns *testenv.Netns, args ...string) func() {
 			break
 		}
 	}
-	go io.Copy(io.Discard, stderr)
+	var tail bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&tail, stderr); close(done) }()
 	if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], "listening on") {
 		t.Fatalf("tcpdump %v did not start: %s", args, strings.Join(lines, "; "))
 	}
 	return func() {
 		cmd.Process.Signal(syscall.SIGINT)
+		<-done
 		cmd.Wait()
+		if os.Getenv("KADIAG_LAB_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "tcpdump %v: %s\n", args, tail.String())
+		}
 	}
 }
 
