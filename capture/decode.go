@@ -142,6 +142,7 @@ func (d *decoder) decode(lt layers.LinkType, data []byte, seg *segment) decodeRe
 	seg.iplen = uint32(ipLen)
 	return isTCP
 }
+
 var v4InV6Prefix = []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}
 
 // nextIsTCP reports whether the IP header decoded last announced TCP.

@@ -86,10 +86,14 @@ func checkOracle(t *testing.T, file string, res *Result) {
 	want := tsharkFlows(t, file)
 	got := map[string]tsharkCounts{}
 	for _, f := range res.Flows {
+		if f.Orientation == "syn" && (f.ProbeAcks != f.WiresharkKeepAliveAcks || f.Probes > f.WiresharkKeepAlives) {
+			t.Errorf("%s: flow %s -> %s with its handshake: probes %d acks %d differ from Wireshark's rule %d/%d",
+				file, f.Client, f.Server, f.Probes, f.ProbeAcks, f.WiresharkKeepAlives, f.WiresharkKeepAliveAcks)
+		}
 		n := flowName(f.Client, f.Server)
 		c := got[n]
 		c.keepAlive += f.WiresharkKeepAlives
-		c.keepAliveAck += f.ProbeAcks
+		c.keepAliveAck += f.WiresharkKeepAliveAcks
 		got[n] = c
 	}
 	var names []string

@@ -57,10 +57,18 @@ type Flow struct {
 	Server string `json:"server"`
 	// Orientation says how client and server were told apart: "syn" (the
 	// handshake was captured) or "port" (the lower port is the server's).
-	Orientation    string   `json:"orientation"`
-	Packets        uint64   `json:"packets"`
-	Bytes          uint64   `json:"bytes"`
-	Probes         int      `json:"probes"`
+	Orientation string `json:"orientation"`
+	Packets     uint64 `json:"packets"`
+	Bytes       uint64 `json:"bytes"`
+	// Probes counts keepalive probes: segments of 0 or 1 byte one below
+	// the next expected sequence number, no SYN/FIN/RST (Wireshark's
+	// tcp.analysis.keep_alive), except zero window probes. When the capture
+	// began mid-connection, probes are also recognised by their sequence
+	// number being one below the peer's acknowledgement.
+	Probes int `json:"probes"`
+	// ProbeAcks counts the peer's answers to probes (Wireshark's
+	// tcp.analysis.keep_alive_ack; mid-connection also an ACK of a probe's
+	// sequence number plus one).
 	ProbeAcks      int      `json:"probe_acks"`
 	ProbeIntervalS Interval `json:"probe_interval_s"`
 	MaxGapS        float64  `json:"max_gap_s"`
@@ -77,7 +85,12 @@ type Flow struct {
 	// tcp.analysis.keep_alive: Probes plus the zero window probes Linux sends
 	// in keepalive form. For cross-checking with Wireshark.
 	WiresharkKeepAlives int `json:"wireshark_keep_alives"`
-	Retransmissions     int `json:"retransmissions"`
+	// WiresharkKeepAliveAcks is how many segments Wireshark flags as
+	// tcp.analysis.keep_alive_ack. It equals ProbeAcks when the handshake
+	// was captured; without it kadiag also recognises probes and their ACKs
+	// Wireshark cannot (see Probes).
+	WiresharkKeepAliveAcks int `json:"wireshark_keep_alive_acks"`
+	Retransmissions        int `json:"retransmissions"`
 	// TrailingIdleS is the silence from the flow's last packet to the end of
 	// the capture, for flows still open; it counts toward MaxGapS.
 	TrailingIdleS float64   `json:"trailing_idle_s"`
@@ -113,6 +126,10 @@ func seconds(ns int64) float64 {
 
 // report turns the live state of a flow into its report.
 func (f *flow) report(endNs int64, opts Options) Flow {
+	// Probes held for a peer that never answered were keepalives: a zero
+	// window probe needs a zero window the peer would have advertised.
+	f.flushHeld(0)
+	f.flushHeld(1)
 	client := int(f.client)
 	orient := "syn"
 	if client < 0 {
@@ -126,23 +143,24 @@ func (f *flow) report(endNs int64, opts Options) Flow {
 	}
 	server := 1 - client
 	out := Flow{
-		Client:              f.ep[client].String(),
-		Server:              f.ep[server].String(),
-		Orientation:         orient,
-		Packets:             f.packets,
-		Bytes:               f.bytes,
-		Probes:              f.dir[0].probes + f.dir[1].probes,
-		ProbeAcks:           f.probeAcks,
-		ClientProbes:        f.dir[client].probes,
-		ServerProbes:        f.dir[server].probes,
-		RSTs:                f.rsts,
-		UnansweredProbes:    f.unanswered,
-		ZeroWindowProbes:    f.zeroWindowProbes,
-		WiresharkKeepAlives: f.wiresharkKeepAlives,
-		Retransmissions:     f.retransmissions,
-		Closed:              f.closed,
-		Start:               time.Unix(0, f.first).UTC(),
-		End:                 time.Unix(0, f.last).UTC(),
+		Client:                 f.ep[client].String(),
+		Server:                 f.ep[server].String(),
+		Orientation:            orient,
+		Packets:                f.packets,
+		Bytes:                  f.bytes,
+		Probes:                 f.dir[0].probes + f.dir[1].probes,
+		ProbeAcks:              f.probeAcks,
+		ClientProbes:           f.dir[client].probes,
+		ServerProbes:           f.dir[server].probes,
+		RSTs:                   f.rsts,
+		UnansweredProbes:       f.unanswered,
+		ZeroWindowProbes:       f.zeroWindowProbes,
+		WiresharkKeepAlives:    f.wiresharkKeepAlives,
+		WiresharkKeepAliveAcks: f.wiresharkKeepAliveAcks,
+		Retransmissions:        f.retransmissions,
+		Closed:                 f.closed,
+		Start:                  time.Unix(0, f.first).UTC(),
+		End:                    time.Unix(0, f.last).UTC(),
 	}
 	// A probe still waiting at the end of the capture counts as unanswered
 	// only when its peer had time to answer; the last probe of a capture
