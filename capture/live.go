@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"runtime"
 	"sync"
@@ -44,7 +45,12 @@ type handle struct {
 	name     string
 	linkType layers.LinkType
 	ngIndex  int
+	netOff   uint32
+	loopback bool
 }
+
+// portRefresh is how often --pid looks for new sockets of the process.
+const portRefresh = 2 * time.Second
 
 // Live captures TCP inside a network namespace until ctx is done, then
 // reports every flow seen. Packets are analysed as they arrive, so memory
@@ -132,6 +138,48 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 				mu.Unlock()
 			}
 		}(h)
+	}
+	if lo.Pid > 0 {
+		// A process opens new connections while it is watched: follow its
+		// ports, keeping the old ones so flows already seen stay whole.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(portRefresh)
+			defer tick.Stop()
+			ports := opts.Ports
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				now, err := processPorts(lo.Pid, ns)
+				if err != nil {
+					continue // gone or between sockets: keep the last filter
+				}
+				grown := false
+				for p := range now {
+					if !ports[p] {
+						grown = true
+					}
+				}
+				if !grown {
+					continue
+				}
+				next := maps.Clone(ports)
+				maps.Copy(next, now)
+				ports = next
+				for _, h := range handles {
+					if prog, err := tcpFilter(h.netOff, ports, uint32(lo.Snaplen), h.loopback); err == nil {
+						h.tp.SetBPF(prog)
+					}
+				}
+				mu.Lock()
+				a.opts.Ports = ports
+				mu.Unlock()
+			}
+		}()
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -253,7 +301,7 @@ func openHandle(name string, lt layers.LinkType, netOff uint32, loopback bool, p
 		tp.Close()
 		return nil, fmt.Errorf("kernel filter on %s: %w", name, err)
 	}
-	return &handle{tp: tp, name: name, linkType: lt}, nil
+	return &handle{tp: tp, name: name, linkType: lt, netOff: netOff, loopback: loopback}, nil
 }
 
 func newNgWriter(w *atomicFile, hs []*handle, snaplen int) (*pcapgo.NgWriter, error) {
