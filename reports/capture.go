@@ -1,6 +1,9 @@
 package reports
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -101,4 +104,43 @@ func (c Capture) JUnit() Suites {
 // that failed --assert-probes-every.
 func (c Capture) Failed() bool {
 	return c.Summary.AtRisk > 0 || c.Summary.AssertFailed > 0
+}
+
+// WriteJSON writes the same document as Render's JSON, flow by flow, so a
+// capture of many thousand flows is never held twice in memory as text.
+func (c Capture) WriteJSON(w io.Writer) error {
+	head := *c.Result
+	head.Flows = nil
+	b, err := json.MarshalIndent(&head, "", "  ")
+	if err != nil {
+		return err
+	}
+	const hole = `"flows": null`
+	i := bytes.Index(b, []byte(hole))
+	if i < 0 {
+		return fmt.Errorf("capture JSON: no flows field")
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(b[:i+len(`"flows": `)])
+	if len(c.Flows) == 0 {
+		bw.WriteString("[]")
+	} else {
+		bw.WriteString("[\n")
+		for n, f := range c.Flows {
+			fb, err := json.MarshalIndent(f, "    ", "  ")
+			if err != nil {
+				return err
+			}
+			bw.WriteString("    ")
+			bw.Write(fb)
+			if n < len(c.Flows)-1 {
+				bw.WriteString(",")
+			}
+			bw.WriteString("\n")
+		}
+		bw.WriteString("  ]")
+	}
+	bw.Write(b[i+len(hole):])
+	bw.WriteString("\n")
+	return bw.Flush()
 }

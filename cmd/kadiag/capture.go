@@ -130,7 +130,13 @@ func runCapture(cmd *cobra.Command, fl captureFlags) error {
 func finishCapture(cmd *cobra.Command, res *capture.Result, err error) error {
 	if res != nil {
 		rep := reports.Capture{Result: res}
-		if rerr := render(cmd, rep); rerr != nil {
+		var rerr error
+		if f, _ := reports.ParseFormat(global.output); f == reports.JSON {
+			rerr = rep.WriteJSON(cmd.OutOrStdout())
+		} else {
+			rerr = render(cmd, rep)
+		}
+		if rerr != nil {
 			return rerr
 		}
 		if err == nil && rep.Failed() {
@@ -142,4 +148,3 @@ func finishCapture(cmd *cobra.Command, res *capture.Result, err error) error {
 	}
 	return nil
 }
-

@@ -289,3 +289,40 @@ func startReadyStderr(t *testing.T, cmd *exec.Cmd, want string) {
 	}
 	t.Fatalf("%v did not start", cmd.Args)
 }
+
+// TestCaptureInterrupt: Ctrl-C (SIGINT) or SIGTERM ends a live capture of a
+// namespace with its report and the saved file; a --write into a missing
+// directory fails before capturing.
+func TestCaptureInterrupt(t *testing.T) {
+	testenv.Privileged(t)
+	ns := testenv.NewNetns(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		out := filepath.Join(t.TempDir(), "quiet.pcapng")
+		cmd := exec.Command(buildKadiag(t), "capture", "--netns", ns.Path, "--iface", "lo", "--write", out, "-o", "json")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		if err != nil {
+			t.Fatalf("%v: %v, stderr %q", sig, err, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), `"schema": "kadiag.capture/v1"`) {
+			t.Errorf("%v: no report: %q", sig, stdout.String())
+		}
+		if st, err := os.Stat(out); err != nil || st.Size() == 0 {
+			t.Errorf("%v: saved file: %v", sig, err)
+		}
+	}
+	_, stderr, code := runKadiag(t, "capture", "--netns", ns.Path, "--duration", "1s", "--write", "/nonexistent/dir/x.pcapng")
+	if code != 2 || !strings.Contains(stderr, "/nonexistent/dir/x.pcapng") {
+		t.Errorf("write into a missing directory: exit %d, %q", code, stderr)
+	}
+	_, stderr, code = runKadiag(t, "capture", "--netns", ns.Path, "--iface", "eth9", "--duration", "1s")
+	if code != 2 || !strings.Contains(stderr, `no interface named "eth9"`) {
+		t.Errorf("missing interface: exit %d, %q", code, stderr)
+	}
+}
