@@ -81,6 +81,18 @@ func TestFilter(t *testing.T) {
 		t.Errorf("%d of %d frames passed", all, len(frames))
 	}
 	_, byPort := run(map[uint16]bool{portKeepalive: true, portIPv6: true})
+	plain := byPort
+	// Tags left in the frame (QinQ's inner tag, or no VLAN offload).
+	for _, vids := range [][]uint16{{42}, {100, 42}} {
+		frames = mapFrames(readFrames(t, filepath.Join(fixtureDir, "eth.pcap")), tag(vids...))
+		if n, _ := run(nil); n != len(frames) {
+			t.Errorf("tags %v: %d of %d frames passed", vids, n, len(frames))
+		}
+		if _, bp := run(map[uint16]bool{portKeepalive: true, portIPv6: true}); bp[portKeepalive] != plain[portKeepalive] || bp[portIPv6] != plain[portIPv6] {
+			t.Errorf("tags %v: ports filter %v, untagged %v", vids, bp, plain)
+		}
+	}
+	frames = readFrames(t, filepath.Join(fixtureDir, "eth.pcap"))
 	for p, n := range byPort {
 		if p < portKeepalive || p > portServerKA {
 			continue // the clients' ephemeral ports
@@ -106,6 +118,27 @@ func TestFilter(t *testing.T) {
 	}
 	if n, _ := vm.Run([]byte{0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 53, 0, 53, 0, 8, 0, 0}); n != 0 {
 		t.Errorf("UDP passed the filter")
+	}
+}
+
+// TestFilterManyPorts: the largest port list still assembles (jumps within
+// classic BPF's reach), and more ports fall back to all of TCP.
+func TestFilterManyPorts(t *testing.T) {
+	ports := map[uint16]bool{}
+	for p := uint16(1); p <= maxFilterPorts; p++ {
+		ports[p] = true
+	}
+	if _, err := tcpFilter(14, ports, 128, true); err != nil {
+		t.Fatalf("%d ports: %v", len(ports), err)
+	}
+	ports[9999] = true
+	prog, err := tcpFilter(14, ports, 128, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := tcpFilter(14, nil, 128, true)
+	if len(prog) != len(all) {
+		t.Errorf("%d ports: %d instructions, want the all-TCP filter's %d", len(ports), len(prog), len(all))
 	}
 }
 
