@@ -32,6 +32,7 @@ type FormatError struct {
 	Err     error
 }
 
+// Error names the file, the problem and the byte offset in one line.
 func (e *FormatError) Error() string {
 	where := fmt.Sprintf("at byte offset %d", e.Offset)
 	if e.Compressed {
@@ -44,6 +45,8 @@ func (e *FormatError) Error() string {
 	return msg
 }
 
+// Unwrap makes errors.Is match both ErrFormat and the underlying cause
+// (such as io.ErrUnexpectedEOF).
 func (e *FormatError) Unwrap() []error { return []error{ErrFormat, e.Err} }
 
 // Capture file magic numbers, as the first four bytes read little-endian.

@@ -173,3 +173,31 @@ func TestAtomicFile(t *testing.T) {
 		t.Errorf("create in a missing directory succeeded")
 	}
 }
+
+// TestZeroAlloc: decoding frames of every link type and feeding packets of
+// a known flow allocate nothing, so memory stays flat however long the
+// capture.
+func TestZeroAlloc(t *testing.T) {
+	for _, name := range []string{"eth.pcap", "any-sll2.pcap", "raw.pcap", "qinq.pcap", "null.pcap", "multi.pcapng"} {
+		frames := readFrames(t, filepath.Join(fixtureDir, name))
+		d := newDecoder()
+		var seg segment
+		allocs := testing.AllocsPerRun(10, func() {
+			for _, f := range frames {
+				d.decode(f.lt, f.data, &seg)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations decoding %d frames", name, allocs, len(frames))
+		}
+	}
+	frames := readFrames(t, filepath.Join(fixtureDir, "eth.pcap"))
+	a := NewAnalyzer(Options{})
+	for _, f := range frames {
+		a.Feed(f.lt, f.data, f.ci)
+	}
+	last := frames[len(frames)-1] // a pure ACK of an existing flow
+	if allocs := testing.AllocsPerRun(1000, func() { a.Feed(last.lt, last.data, last.ci) }); allocs != 0 {
+		t.Errorf("Feed: %v allocations per packet", allocs)
+	}
+}
