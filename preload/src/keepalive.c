@@ -327,6 +327,14 @@ static void set_int(int fd, int level, int name, int v)
 		real_setsockopt(fd, level, name, &v, sizeof v);
 }
 
+static size_t append_setting(char *buf, size_t off, size_t cap, const char *name, int v)
+{
+	off = append(buf, off, cap, name);
+	if (v == UNSET)
+		return append(buf, off, cap, "default");
+	return append_int(buf, off, cap, v);
+}
+
 static void debug_socket(int fd, int domain)
 {
 	char buf[200];
@@ -335,14 +343,11 @@ static void debug_socket(int fd, int domain)
 	n = append(buf, n, sizeof buf, "libkadiag_keepalive: fd ");
 	n = append_int(buf, n, sizeof buf, fd);
 	n = append(buf, n, sizeof buf, domain == AF_INET6 ? " AF_INET6" : " AF_INET");
-	n = append(buf, n, sizeof buf, " keepalive on idle=");
-	n = append_int(buf, n, sizeof buf, cfg.idle);
-	n = append(buf, n, sizeof buf, " intvl=");
-	n = append_int(buf, n, sizeof buf, cfg.intvl);
-	n = append(buf, n, sizeof buf, " cnt=");
-	n = append_int(buf, n, sizeof buf, cfg.cnt);
-	n = append(buf, n, sizeof buf, " user_timeout_ms=");
-	n = append_int(buf, n, sizeof buf, cfg.user_timeout);
+	n = append(buf, n, sizeof buf, " keepalive on");
+	n = append_setting(buf, n, sizeof buf, " idle=", cfg.idle);
+	n = append_setting(buf, n, sizeof buf, " intvl=", cfg.intvl);
+	n = append_setting(buf, n, sizeof buf, " cnt=", cfg.cnt);
+	n = append_setting(buf, n, sizeof buf, " user_timeout_ms=", cfg.user_timeout);
 	n = append(buf, n, sizeof buf, "\n");
 	emit(buf, n);
 }
