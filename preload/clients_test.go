@@ -162,7 +162,7 @@ func TestOthersUntouched(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "others")
-		cmd.Env = append(os.Environ(), "LD_PRELOAD="+so, "KADIAG_DEBUG=1")
+		cmd.Env = append(cleanEnviron(), "LD_PRELOAD="+so, "KADIAG_DEBUG=1")
 		with, err := cmd.Output()
 		if err != nil {
 			t.Fatal(err)
@@ -204,7 +204,7 @@ func TestErrnoPreserved(t *testing.T) {
 					script += ` 2>&-`
 				}
 				cmd := exec.Command("sh", "-c", script, bin, so)
-				cmd.Env = append(os.Environ(), env...)
+				cmd.Env = append(cleanEnviron(), env...)
 				with, err := cmd.Output()
 				if err != nil {
 					t.Fatalf("%s %v closed=%v: %v", tc.compiler, env, closed, err)
