@@ -48,12 +48,12 @@ var ErrBadValue = errors.New("bad value")
 // Config is what the library applies to every managed socket. A zero
 // duration or count means "not set: the kernel default stays".
 type Config struct {
-	Idle        time.Duration `json:"idle_s"`
-	Interval    time.Duration `json:"interval_s"`
-	Count       int           `json:"count"`
-	UserTimeout time.Duration `json:"user_timeout_ms"`
-	Off         bool          `json:"off"`        // KADIAG_KEEPALIVE=off: loaded but inert
-	NoEnforce   bool          `json:"no_enforce"` // KADIAG_ENFORCE=0
+	Idle        time.Duration
+	Interval    time.Duration
+	Count       int
+	UserTimeout time.Duration
+	Off         bool // KADIAG_KEEPALIVE=off: loaded but inert
+	NoEnforce   bool // KADIAG_ENFORCE=0
 }
 
 // Defaults is the Config the library uses with nothing set.

@@ -90,6 +90,18 @@ func sharedTemp(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv("KADIAG_TEST_GO_HOLD"); addr != "" {
+		// The test binary as a Go program under test: connect, say so, wait.
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Println("connected")
+		io.Copy(io.Discard, os.Stdin)
+		c.Close()
+		os.Exit(0)
+	}
 	code := m.Run()
 	if tmpDir != "" {
 		os.RemoveAll(tmpDir)

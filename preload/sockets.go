@@ -14,16 +14,16 @@ import (
 // Socket is the keepalive state of one TCP socket of a process, read with
 // getsockopt on a duplicate of its descriptor (pidfd_getfd).
 type Socket struct {
-	FD          int           `json:"fd"`
-	Family      string        `json:"family"` // inet or inet6
-	Listening   bool          `json:"listening"`
-	Local       string        `json:"local"`
-	Remote      string        `json:"remote,omitempty"`
-	Keepalive   bool          `json:"keepalive"`
-	Idle        time.Duration `json:"idle_s"`
-	Interval    time.Duration `json:"interval_s"`
-	Count       int           `json:"count"`
-	UserTimeout time.Duration `json:"user_timeout_ms"`
+	FD          int
+	Family      string // inet or inet6
+	Listening   bool
+	Local       string
+	Remote      string
+	Keepalive   bool
+	Idle        time.Duration
+	Interval    time.Duration
+	Count       int
+	UserTimeout time.Duration
 }
 
 // TCPSockets returns the IPv4/IPv6 TCP sockets of pid with their exact
