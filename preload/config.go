@@ -137,7 +137,11 @@ func Env(libPath string, c Config) ([]EnvVar, error) {
 		env = append(env, EnvVar{EnvCount, strconv.Itoa(c.Count)})
 	}
 	if c.UserTimeout != 0 {
-		env = append(env, EnvVar{EnvUserTimeout, strconv.FormatInt(c.UserTimeout.Milliseconds(), 10) + "ms"})
+		v := strconv.FormatInt(c.UserTimeout.Milliseconds(), 10) + "ms"
+		if c.UserTimeout%time.Second == 0 {
+			v = strconv.FormatInt(int64(c.UserTimeout/time.Second), 10) + "s"
+		}
+		env = append(env, EnvVar{EnvUserTimeout, v})
 	}
 	if c.NoEnforce {
 		env = append(env, EnvVar{EnvEnforce, "0"})
