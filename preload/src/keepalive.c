@@ -415,7 +415,7 @@ static int weaker(int level, int name, int v)
 
 EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
-	int r, saved, want;
+	int r, saved, want, asked;
 
 	ready();
 	/*
@@ -427,10 +427,13 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 	r = real_setsockopt(fd, level, name, val, len);
 	if (r != 0 || !cfg.active || !cfg.enforce || len < (socklen_t)sizeof(int))
 		return r;
-	if (level != SOL_SOCKET && level != IPPROTO_TCP)
+	if (!(level == SOL_SOCKET && name == SO_KEEPALIVE) &&
+	    !(level == IPPROTO_TCP && (name == TCP_KEEPIDLE || name == TCP_KEEPINTVL ||
+				       name == TCP_KEEPCNT || name == TCP_USER_TIMEOUT)))
 		return r;
 	saved = errno;
-	want = weaker(level, name, *(const int *)val);
+	memcpy(&asked, val, sizeof asked);
+	want = weaker(level, name, asked);
 	if (want != UNSET && is_tcp(fd)) {
 		real_setsockopt(fd, level, name, &want, sizeof want);
 		if (cfg.debug) {
@@ -442,7 +445,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 			n = append(buf, n, sizeof buf, " enforced option ");
 			n = append_int(buf, n, sizeof buf, name);
 			n = append(buf, n, sizeof buf, ": application asked ");
-			n = append_int(buf, n, sizeof buf, *(const int *)val);
+			n = append_int(buf, n, sizeof buf, asked);
 			n = append(buf, n, sizeof buf, ", applied ");
 			n = append_int(buf, n, sizeof buf, want);
 			n = append(buf, n, sizeof buf, "\n");
