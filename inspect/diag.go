@@ -97,7 +97,8 @@ func dump(ns netns.NsHandle, same bool, id string) (map[uint64]*netlink.InetDiag
 		h, err = netlink.NewHandleAt(ns, unix.NETLINK_INET_DIAG)
 	}
 	if err != nil {
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		// The library flattens the setns error into text.
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || strings.Contains(err.Error(), unix.EPERM.Error()) {
 			return nil, fmt.Errorf("enter network namespace %s: %w (run as root, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
 		}
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
