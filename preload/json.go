@@ -27,6 +27,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 type socketJSON struct {
 	FD          int    `json:"fd"`
 	Family      string `json:"family"`
+	State       string `json:"state"`
 	Listening   bool   `json:"listening"`
 	Local       string `json:"local"`
 	Remote      string `json:"remote,omitempty"`
@@ -35,12 +36,17 @@ type socketJSON struct {
 	Interval    int64  `json:"interval_s"`
 	Count       int    `json:"count"`
 	UserTimeout int64  `json:"user_timeout_ms"`
+	Source      string `json:"source"`
+}
+
+func (s Socket) json() socketJSON {
+	return socketJSON{s.FD, s.Family, s.State, s.Listening, s.Local, s.Remote, s.Keepalive,
+		int64(s.Idle / time.Second), int64(s.Interval / time.Second), s.Count, s.UserTimeout.Milliseconds(), s.Source}
 }
 
 // MarshalJSON writes the socket with durations in the options' own units.
 func (s Socket) MarshalJSON() ([]byte, error) {
-	return json.Marshal(socketJSON{s.FD, s.Family, s.Listening, s.Local, s.Remote, s.Keepalive,
-		int64(s.Idle / time.Second), int64(s.Interval / time.Second), s.Count, s.UserTimeout.Milliseconds()})
+	return json.Marshal(s.json())
 }
 
 // MarshalJSON flattens the socket and adds ok and problem.
@@ -49,6 +55,5 @@ func (s SocketCheck) MarshalJSON() ([]byte, error) {
 		socketJSON
 		OK      bool   `json:"ok"`
 		Problem string `json:"problem,omitempty"`
-	}{socketJSON{s.FD, s.Family, s.Listening, s.Local, s.Remote, s.Keepalive,
-		int64(s.Idle / time.Second), int64(s.Interval / time.Second), s.Count, s.UserTimeout.Milliseconds()}, s.OK, s.Problem})
+	}{s.Socket.json(), s.OK, s.Problem})
 }

@@ -200,10 +200,7 @@ func (r PreloadCheck) WriteTable(w io.Writer) error {
 	tw := NewTable(w)
 	fmt.Fprintln(tw, "FD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tUSER-TIMEOUT\tOK")
 	for _, s := range c.Sockets {
-		state, ka, ok := "connected", "off", "ok"
-		if s.Listening {
-			state = "listen"
-		}
+		state, ka, ok := s.State, "off", "ok"
 		if s.Keepalive {
 			ka = "on"
 		}
