@@ -1,6 +1,7 @@
 package preload
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -44,7 +45,7 @@ var clientCases = []clientCase{
 // runClientCases runs the C client built with compiler, with the library
 // for target, in every case for IPv4 and IPv6, blocking and
 // SOCK_NONBLOCK|SOCK_CLOEXEC, and compares the client's own getsockopt view
-// and the outside view (pidfd_getfd) with the configured values.
+// and the outside view (kadiag sockets' inspect package) with the configured values.
 func runClientCases(t *testing.T, compiler string, target Target, wrap func(env []string, args ...string) (string, []string, []string)) {
 	testenv.Privileged(t)
 	bin := client(t, compiler)
@@ -77,7 +78,7 @@ func runClientCases(t *testing.T, compiler string, target Target, wrap func(env 
 						t.Errorf("inside (getsockopt in the client): %v, want %v", in, want)
 					}
 					if out != want {
-						t.Errorf("outside (pidfd_getfd): %v, want %v", out, want)
+						t.Errorf("outside (kadiag sockets): %v, want %v", out, want)
 					}
 				})
 			}
@@ -216,6 +217,53 @@ func TestErrnoPreserved(t *testing.T) {
 		}
 		if !strings.Contains(string(without), "socket-eafnosupport r=-1 errno=97") {
 			t.Errorf("errno client output unexpected:\n%s", without)
+		}
+	}
+}
+
+// TestSSOracle asks ss, which nobody here wrote, for the kernel's view: with
+// the library the client's connection has its keepalive timer armed, due
+// within the configured idle time; without it, no timer.
+func TestSSOracle(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "ss")
+	bin := client(t, "gcc")
+	so := lib(t, amd64Glibc)
+	for _, a := range [][2]string{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+		addr := listen(t, a[0], a[1])
+		host, port := hostPort(t, addr)
+		for _, withLib := range []bool{true, false} {
+			env := []string{"KADIAG_KEEPIDLE=30"}
+			if withLib {
+				env = append(env, "LD_PRELOAD="+so)
+			}
+			p := start(t, env, bin, a[0], host, port, "_")
+			p.line(t)
+			// The client's side of the connection: its peer is the listener.
+			out, err := exec.Command("ss", "-tnoH", "state", "established", "dst", addr).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ss: %v\n%s", err, out)
+			}
+			line := strings.TrimSpace(string(out))
+			if strings.Count(line, "\n") != 0 || line == "" {
+				t.Fatalf("ss: want one connection to %s, got %q", addr, out)
+			}
+			i := strings.Index(line, "timer:(keepalive,")
+			if !withLib {
+				if i >= 0 {
+					t.Errorf("%s without the library: %q has a keepalive timer", a[0], line)
+				}
+				continue
+			}
+			if i < 0 {
+				t.Errorf("%s with the library: ss shows no keepalive timer: %q", a[0], line)
+				continue
+			}
+			var secs int
+			if _, err := fmt.Sscanf(line[i:], "timer:(keepalive,%dsec", &secs); err != nil || secs > 30 || secs < 20 {
+				t.Errorf("%s: keepalive timer %q, want due within 30s (KADIAG_KEEPIDLE=30)", a[0], line[i:])
+			}
+			p.stdin.Close()
 		}
 	}
 }

@@ -227,8 +227,9 @@ func (p *proc) line(t *testing.T) string {
 	return ""
 }
 
-// outside reads the process's TCP sockets from outside (pidfd_getfd) and
-// returns the options of the one talking to (or listening on) addr.
+// outside reads the process's TCP sockets from outside, with the code of
+// `kadiag sockets` (inspect: inet_diag + pidfd_getfd), and returns the
+// options of the matching one.
 func outside(t *testing.T, pid int, match func(Socket) bool) opts {
 	t.Helper()
 	socks, err := TCPSockets(pid)

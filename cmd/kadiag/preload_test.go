@@ -199,6 +199,28 @@ func TestPreloadCheckExit(t *testing.T) {
 		} else if tc.code == 0 && (!r.Sockets[0].Keepalive || r.Sockets[0].Idle != 60) {
 			t.Errorf("json check sockets: %s", js)
 		}
+		if tc.code == 0 {
+			// The same process through `kadiag sockets`, as a user would look.
+			js, stderr, _ := runKadiag(t, "-o", "json", "sockets", "--pid", pid)
+			var sr struct {
+				Processes []struct {
+					Sockets []struct {
+						Keepalive struct {
+							Enabled   bool   `json:"enabled"`
+							IdleS     int    `json:"idle_s"`
+							IntervalS int    `json:"interval_s"`
+							Count     int    `json:"count"`
+							Source    string `json:"source"`
+						} `json:"keepalive"`
+					} `json:"sockets"`
+				} `json:"processes"`
+			}
+			if err := json.Unmarshal([]byte(js), &sr); err != nil || len(sr.Processes) != 1 || len(sr.Processes[0].Sockets) != 1 {
+				t.Errorf("kadiag sockets: %v %s %s", err, js, stderr)
+			} else if k := sr.Processes[0].Sockets[0].Keepalive; !k.Enabled || k.IdleS != 60 || k.IntervalS != 15 || k.Count != 4 || k.Source != "getsockopt" {
+				t.Errorf("kadiag sockets sees %+v, want keepalive 60/15/4 from getsockopt", k)
+			}
+		}
 		junit, _, _ := runKadiag(t, "-o", "junit", "preload", "check", "--pid", pid)
 		if !strings.Contains(junit, "<testsuites") || strings.Contains(junit, "<failure") != (tc.code != 0) {
 			t.Errorf("junit:\n%s", junit)
