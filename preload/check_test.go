@@ -111,12 +111,44 @@ func TestCheck(t *testing.T) {
 			t.Errorf("binary %+v library %+v", r.Binary, r.Library)
 		}
 	})
-	t.Run("file-capability-binary", func(t *testing.T) {
-		testenv.Need(t, "setcap", "setpriv")
-		dir := t.TempDir()
-		if err := os.Chmod(dir, 0o755); err != nil {
+	t.Run("setuid-binary", func(t *testing.T) {
+		testenv.Need(t, "setpriv")
+		dir := worldReadableDir(t)
+		bin := filepath.Join(dir, "client-setuid")
+		data, err := os.ReadFile(glibcClient)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(bin, os.ModeSetuid|0o755); err != nil {
+			t.Fatal(err)
+		}
+		so, err := Extract(dir, amd64Glibc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := start(t, []string{"LD_PRELOAD=" + so}, "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		r := checkProc(t, p)
+		wantReason(t, r, false, "secure-execution")
+		if !r.Binary.Setuid || !r.Binary.SecureExec || r.Library.Mapped {
+			t.Errorf("binary %+v library %+v", r.Binary, r.Library)
+		}
+		// Control: the same program without the set-user-ID bit, same user,
+		// same library path, loads the library.
+		plain := filepath.Join(dir, "client-plain")
+		if err := os.WriteFile(plain, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p = start(t, []string{"LD_PRELOAD=" + so}, "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", plain}, args...)...)
+		if r := checkProc(t, p); !r.Effective || !r.Library.Mapped || r.Binary.SecureExec {
+			t.Errorf("control without setuid: %+v", r)
+		}
+	})
+	t.Run("file-capability-binary", func(t *testing.T) {
+		testenv.Need(t, "setcap", "setpriv")
+		dir := worldReadableDir(t)
 		bin := filepath.Join(dir, "client-caps")
 		data, err := os.ReadFile(glibcClient)
 		if err != nil {
@@ -146,4 +178,16 @@ func TestCheck(t *testing.T) {
 			t.Error("Check of a missing pid succeeded")
 		}
 	})
+}
+
+// worldReadableDir is a temporary directory an unprivileged user can read,
+// so that secure execution is the only reason the loader skips the library.
+func worldReadableDir(t *testing.T) string {
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
