@@ -102,7 +102,7 @@ func TestCheck(t *testing.T) {
 	})
 	t.Run("static-binary", func(t *testing.T) {
 		static := filepath.Join(t.TempDir(), "client-static")
-		if out, err := exec.Command("musl-gcc", "-static", "-O1", "-o", static, "testdata/client.c").CombinedOutput(); err != nil {
+		if out, err := exec.Command("musl-gcc", "-static", "-O1", "-pthread", "-o", static, "testdata/client.c").CombinedOutput(); err != nil {
 			t.Fatalf("musl-gcc -static: %v\n%s", err, out)
 		}
 		r := checkProc(t, start(t, []string{"LD_PRELOAD=" + glibcLib}, static, args...))

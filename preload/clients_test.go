@@ -267,3 +267,22 @@ func TestSSOracle(t *testing.T) {
 		}
 	}
 }
+
+// TestThreads: eight threads opening TCP sockets at once all get the options.
+func TestThreads(t *testing.T) {
+	for _, tc := range []struct {
+		compiler string
+		target   Target
+	}{{"gcc", amd64Glibc}, {"musl-gcc", amd64Musl}} {
+		bin := client(t, tc.compiler)
+		cmd := exec.Command(bin, "threads", "2000")
+		cmd.Env = append(cleanEnviron(), "LD_PRELOAD="+lib(t, tc.target), "KADIAG_KEEPIDLE=42")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(out)); got != "threads keepalive=1 idle=42 bad=0" {
+			t.Errorf("%s: %q", tc.compiler, got)
+		}
+	}
+}

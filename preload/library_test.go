@@ -118,7 +118,7 @@ func client(t *testing.T, compiler string) string {
 	b := v.(*buildResult)
 	b.once.Do(func() {
 		b.path = filepath.Join(sharedTemp(t), "client-"+compiler)
-		b.out, b.err = exec.Command(compiler, "-Wall", "-Werror", "-O1", "-o", b.path, "testdata/client.c").CombinedOutput()
+		b.out, b.err = exec.Command(compiler, "-Wall", "-Werror", "-O1", "-pthread", "-o", b.path, "testdata/client.c").CombinedOutput()
 	})
 	if b.err != nil {
 		t.Fatalf("%s testdata/client.c: %v\n%s", compiler, b.err, b.out)

@@ -86,7 +86,7 @@ func buildTestClient(t *testing.T) string {
 	t.Helper()
 	testenv.Need(t, "gcc")
 	bin := filepath.Join(t.TempDir(), "client")
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, "../../preload/testdata/client.c").CombinedOutput(); err != nil {
+	if out, err := exec.Command("gcc", "-O1", "-pthread", "-o", bin, "../../preload/testdata/client.c").CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
 	}
 	return bin

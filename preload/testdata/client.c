@@ -11,6 +11,8 @@
  *       accepted socket's options, wait for stdin to close
  *   client others   UDP, RAW, UNIX and raw-with-IPPROTO_TCP sockets' SO_KEEPALIVE
  *   client errno    errno after failing and succeeding socket()/setsockopt()
+ *   client threads N  8 threads each open and check N TCP sockets; prints
+ *                   the count whose options differ from the first one's
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -18,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +206,40 @@ static int errnos(void)
 	return 0;
 }
 
+static long per_thread;
+static int want_ka, want_idle;
+static int bad;
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	for (long i = 0; i < per_thread; i++) {
+		int fd = socket(i % 2 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || get(fd, SOL_SOCKET, SO_KEEPALIVE) != want_ka ||
+		    get(fd, IPPROTO_TCP, TCP_KEEPIDLE) != want_idle)
+			__atomic_add_fetch(&bad, 1, __ATOMIC_RELAXED);
+		close(fd);
+	}
+	return NULL;
+}
+
+static int threads(long n)
+{
+	pthread_t th[8];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	want_ka = get(fd, SOL_SOCKET, SO_KEEPALIVE);
+	want_idle = get(fd, IPPROTO_TCP, TCP_KEEPIDLE);
+	close(fd);
+	per_thread = n;
+	for (int i = 0; i < 8; i++)
+		pthread_create(&th[i], NULL, worker, NULL);
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	printf("threads keepalive=%d idle=%d bad=%d\n", want_ka, want_idle, bad);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && (!strcmp(argv[1], "tcp4") || !strcmp(argv[1], "tcp6"))) {
@@ -230,6 +267,8 @@ int main(int argc, char **argv)
 		other("mptcp", AF_INET, SOCK_STREAM, 262);
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "threads"))
+		return threads(atol(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "errno"))
 		return errnos();
 	fprintf(stderr, "usage: client tcp4|tcp6 HOST PORT _ [nonblock] [weaken|strengthen] | listen4|listen6 [weaken] | others | errno\n");
