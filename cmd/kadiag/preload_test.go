@@ -145,6 +145,8 @@ func TestPreloadEnvShell(t *testing.T) {
 			t.Errorf("k8s patch lacks %q:\n%s", want, k8s)
 		}
 	}
+	checkK8sPatch(t, k8s)
+	kubectlMerge(t, k8s)
 	js, _, code := runKadiag(t, "-o", "json", "preload", "env", "--no-enforce")
 	var r struct {
 		Schema string           `json:"schema"`
@@ -227,5 +229,119 @@ func TestPreloadCheckExit(t *testing.T) {
 		}
 		stdin.Close()
 		cmd.Wait()
+	}
+}
+
+// checkK8sPatch parses the patch with PyYAML (python3-yaml), an oracle for
+// the YAML we write by hand, and checks the pieces a strategic merge needs.
+func checkK8sPatch(t *testing.T, patch string) {
+	t.Helper()
+	testenv.Need(t, "python3")
+	cmd := exec.Command("python3", "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))")
+	cmd.Stdin = strings.NewReader(patch)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "No module named 'yaml'") {
+			testenv.SkipOrFail(t, "needs python3-yaml")
+		}
+		t.Fatalf("PyYAML rejects the patch: %v\n%s\n%s", err, out, patch)
+	}
+	type env struct{ Name, Value string }
+	type mount struct {
+		Name      string
+		MountPath string
+		ReadOnly  bool
+	}
+	type container struct {
+		Name         string
+		Image        string
+		Command      []string
+		VolumeMounts []mount
+		Env          []env
+	}
+	var p struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Volumes []struct {
+						Name     string
+						EmptyDir map[string]any
+					}
+					InitContainers []container
+					Containers     []container
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatal(err)
+	}
+	ps := p.Spec.Template.Spec
+	if len(ps.Volumes) != 1 || ps.Volumes[0].EmptyDir == nil || len(ps.InitContainers) != 1 || len(ps.Containers) != 1 {
+		t.Fatalf("patch structure: %+v", ps)
+	}
+	init, app := ps.InitContainers[0], ps.Containers[0]
+	mountPath := init.VolumeMounts[0].MountPath
+	if strings.Join(init.Command[:4], " ") != "kadiag preload extract --dir" || init.Command[4] != mountPath {
+		t.Errorf("initContainer command %q does not extract into the volume at %s", init.Command, mountPath)
+	}
+	if app.Name != "web" || len(app.VolumeMounts) != 1 || app.VolumeMounts[0].MountPath != mountPath || !app.VolumeMounts[0].ReadOnly {
+		t.Errorf("application container %+v", app)
+	}
+	if len(app.Env) == 0 || app.Env[0] != (env{"LD_PRELOAD", mountPath + "/" + preload.LibraryName}) {
+		t.Errorf("application env %+v", app.Env)
+	}
+}
+
+// kubectlMerge applies the patch offline with kubectl's own strategic merge
+// when kubectl is installed (it is not a Debian package CI installs): the
+// application container keeps its env and gains ours, other containers stay.
+func kubectlMerge(t *testing.T, patch string) {
+	t.Helper()
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Log("kubectl not installed: strategic merge not checked")
+		return
+	}
+	dir := t.TempDir()
+	dep := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"selector":{"matchLabels":{"app":"web"}},
+"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"eclipse-temurin:17","env":[{"name":"FOO","value":"bar"}]},{"name":"sidecar","image":"busybox"}]}}}}`
+	if err := os.WriteFile(filepath.Join(dir, "dep.json"), []byte(dep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "patch.yaml"), []byte(patch), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("kubectl", "patch", "-f", filepath.Join(dir, "dep.json"), "--local", "--type", "strategic",
+		"--patch-file", filepath.Join(dir, "patch.yaml"), "-o", "json").Output()
+	if err != nil {
+		t.Logf("kubectl patch --local unavailable here (%v): strategic merge not checked", err)
+		return
+	}
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					InitContainers []struct{ Name string }
+					Containers     []struct {
+						Name string
+						Env  []struct{ Name, Value string }
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatal(err)
+	}
+	ps := d.Spec.Template.Spec
+	var names []string
+	if len(ps.Containers) == 2 {
+		for _, e := range ps.Containers[0].Env {
+			names = append(names, e.Name)
+		}
+	}
+	if len(ps.InitContainers) != 1 || len(ps.Containers) != 2 || !strings.Contains(strings.Join(names, ","), "LD_PRELOAD") ||
+		!strings.Contains(strings.Join(names, ","), "FOO") || len(ps.Containers[1].Env) != 0 {
+		t.Errorf("kubectl strategic merge result: %s", out)
 	}
 }
