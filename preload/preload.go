@@ -48,6 +48,7 @@ type Target struct {
 	Arch string `json:"arch"` // GOARCH spelling: amd64, arm64
 }
 
+// String names the target as its directory under lib/: amd64-glibc, amd64-musl, arm64-glibc.
 func (t Target) String() string { return t.Arch + "-" + string(t.Libc) }
 
 func (t Target) path() string { return "lib/" + t.String() + "/" + LibraryName }
