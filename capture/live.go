@@ -72,7 +72,7 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 	}
 	defer ns.Close()
 	if lo.Pid > 0 {
-		if opts.Ports, err = processPorts(lo.Pid, ns); err != nil {
+		if opts.Ports, err = processPorts(lo.Pid); err != nil {
 			return nil, err
 		}
 	}
@@ -154,7 +154,7 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 					return
 				case <-tick.C:
 				}
-				now, err := processPorts(lo.Pid, ns)
+				now, err := processPorts(lo.Pid)
 				if err != nil {
 					continue // gone or between sockets: keep the last filter
 				}

@@ -161,7 +161,7 @@ def serve(port):
 for p in (8090, 8091): threading.Thread(target=serve, args=(p,), daemon=True).start()
 print("ready", flush=True); time.sleep(60)
 `, link.B4))
-	startReady(t, srv)
+	capStartReady(t, srv)
 	// The process under test: keepalive on, 1 s idle and interval.
 	ka := client.Command("python3", "-c", fmt.Sprintf(`
 import socket, time
@@ -179,7 +179,7 @@ s2.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
 s2.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
 time.sleep(60)
 `, link.B4, link.B4))
-	startReady(t, ka)
+	capStartReady(t, ka)
 	// Another process in the same namespace, also probing: not ours.
 	other := client.Command("python3", "-c", fmt.Sprintf(`
 import socket, time
@@ -189,12 +189,12 @@ s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
 print("ready", flush=True); time.sleep(60)
 `, link.B4))
-	startReady(t, other)
+	capStartReady(t, other)
 
 	dir := t.TempDir()
 	dump := filepath.Join(dir, "tcpdump.pcap")
 	td := client.Command("tcpdump", "--immediate-mode", "-U", "-n", "-i", link.AName, "-w", dump, "tcp port 8090")
-	startReadyStderr(t, td, "listening on")
+	capStartReadyStderr(t, td, "listening on")
 	written := filepath.Join(dir, "kadiag.pcapng")
 	stdout, stderr, code := runKadiag(t, "capture", "--pid", fmt.Sprint(ka.Process.Pid), "--duration", "4500ms",
 		"--write", written, "--max-idle", "10s", "-o", "json")
@@ -255,8 +255,8 @@ print("ready", flush=True); time.sleep(60)
 	}
 }
 
-// startReady starts cmd and waits for it to print "ready".
-func startReady(t *testing.T, cmd *exec.Cmd) {
+// capStartReady starts cmd and waits for it to print "ready".
+func capStartReady(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -270,7 +270,7 @@ func startReady(t *testing.T, cmd *exec.Cmd) {
 	}
 }
 
-func startReadyStderr(t *testing.T, cmd *exec.Cmd, want string) {
+func capStartReadyStderr(t *testing.T, cmd *exec.Cmd, want string) {
 	t.Helper()
 	errp, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
