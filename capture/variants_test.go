@@ -2,6 +2,7 @@ package capture
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -25,6 +26,8 @@ type variant struct {
 }
 
 func isV6(f Flow) bool { return strings.HasPrefix(f.Client, "[") }
+
+func notVLAN(f Flow) bool { return !strings.HasSuffix(f.Server, fmt.Sprintf(":%d", portVLAN)) }
 
 // makeVariants writes every encapsulation kadiag reads, from the lab's
 // captures, into dir.
@@ -113,7 +116,9 @@ func makeVariants(t testing.TB, lc *labCaptures, dir string) []variant {
 	return []variant{
 		{name: "eth", path: p("eth.pcap"), sameCapture: true},
 		{name: "eth-nano", path: p("eth-nano.pcap")},
-		{name: "any-sll2", path: p("any-sll2.pcap")},
+		// -i any sees a VLAN flow twice (on the VLAN device and, tagged, on
+		// its parent), like every capture on two interfaces of one path.
+		{name: "any-sll2", path: p("any-sll2.pcap"), subset: notVLAN},
 		{name: "kadiag-live", path: p("kadiag-live.pcapng")},
 		{name: "raw", path: p("raw.pcap"), sameCapture: true},
 		{name: "ipv4", path: p("ipv4.pcap"), subset: v4, sameCapture: true},
@@ -155,6 +160,11 @@ func sameFlows(t *testing.T, what string, want, got *Result, keep func(Flow) boo
 		}
 	}
 	sort.Strings(ports)
+	for p, f := range g {
+		if keep != nil && !keep(f) {
+			delete(g, p)
+		}
+	}
 	if len(g) != len(ports) {
 		t.Errorf("%s: %d flows, want %d", what, len(g), len(ports))
 	}
