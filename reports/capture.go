@@ -26,7 +26,7 @@ func secs(s float64) string {
 func (c Capture) WriteTable(w io.Writer) error {
 	r := c.Result
 	t := NewTable(w)
-	fmt.Fprintln(t, "CLIENT\tSERVER\tPACKETS\tPROBES\tACKED\tUNANSWERED\tINTERVAL MIN/MED/MAX\tFIRST PROBE AFTER\tMAX GAP\tRSTS\tVERDICT\tREASON")
+	fmt.Fprintln(t, "CLIENT\tSERVER\tPACKETS\tPROBES\tFROM\tACKED\tUNANSWERED\tINTERVAL MIN/MED/MAX\tFIRST PROBE AFTER\tMAX GAP\tRSTS\tVERDICT\tREASON")
 	for _, f := range r.Flows {
 		interval, first := "-", "-"
 		if f.ProbeIntervalS.Count > 0 {
@@ -35,12 +35,21 @@ func (c Capture) WriteTable(w io.Writer) error {
 		if f.Probes > 0 {
 			first = secs(f.IdleBeforeProbeS)
 		}
+		from := "-"
+		switch {
+		case f.ClientProbes > 0 && f.ServerProbes > 0:
+			from = "both"
+		case f.ClientProbes > 0:
+			from = "client"
+		case f.ServerProbes > 0:
+			from = "server"
+		}
 		verdict := f.Verdict
 		if f.Assertion == capture.AssertFail {
 			verdict += ",assert-failed"
 		}
-		fmt.Fprintf(t, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", f.Client, f.Server, f.Packets,
-			f.Probes, f.ProbeAcks, f.UnansweredProbes, interval, first, secs(f.MaxGapS), f.RSTs, verdict, f.Reason)
+		fmt.Fprintf(t, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", f.Client, f.Server, f.Packets,
+			f.Probes, from, f.ProbeAcks, f.UnansweredProbes, interval, first, secs(f.MaxGapS), f.RSTs, verdict, f.Reason)
 	}
 	if err := t.Flush(); err != nil {
 		return err
