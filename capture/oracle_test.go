@@ -29,38 +29,39 @@ func flowName(a, b string) string {
 func tsharkFlows(t *testing.T, file string) map[string]tsharkCounts {
 	t.Helper()
 	out := map[string]tsharkCounts{}
-	for _, filter := range []string{"tcp.analysis.keep_alive", "tcp.analysis.keep_alive_ack"} {
-		cmd := exec.Command("tshark", "-n", "-r", file, "-Y", filter, "-T", "fields", "-E", "separator=|",
-			"-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		b, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("tshark -r %s: %v: %s", file, err, stderr.String())
+	// One pass: tshark prints 1 for a flag field that is present.
+	cmd := exec.Command("tshark", "-n", "-r", file, "-Y", "tcp.analysis.keep_alive || tcp.analysis.keep_alive_ack",
+		"-T", "fields", "-E", "separator=|", "-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport",
+		"-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport", "-e", "tcp.analysis.keep_alive", "-e", "tcp.analysis.keep_alive_ack")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v: %s", file, err, stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
 		}
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if line == "" {
-				continue
-			}
-			f := strings.Split(line, "|")
-			if len(f) != 7 {
-				t.Fatalf("tshark line %q", line)
-			}
-			src, dst := f[1], f[4]
-			if src == "" {
-				src, dst = f[2], f[5]
-			}
-			// Addresses of the innermost IP header (tunnels list several).
-			src, dst = last(src), last(dst)
-			name := flowName(ap(t, src, f[3]), ap(t, dst, f[6]))
-			c := out[name]
-			if filter == "tcp.analysis.keep_alive" {
-				c.keepAlive++
-			} else {
-				c.keepAliveAck++
-			}
-			out[name] = c
+		f := strings.Split(line, "|")
+		if len(f) != 9 {
+			t.Fatalf("tshark line %q", line)
 		}
+		src, dst := f[1], f[4]
+		if src == "" {
+			src, dst = f[2], f[5]
+		}
+		// Addresses of the innermost IP header (tunnels list several).
+		src, dst = last(src), last(dst)
+		name := flowName(ap(t, src, f[3]), ap(t, dst, f[6]))
+		c := out[name]
+		if f[7] != "" {
+			c.keepAlive++
+		}
+		if f[8] != "" {
+			c.keepAliveAck++
+		}
+		out[name] = c
 	}
 	return out
 }
