@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -88,6 +89,10 @@ func main() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
+	// held must outlive the wait: a collected net.Conn closes its socket.
+	mu.Lock()
+	runtime.KeepAlive(held)
+	mu.Unlock()
 }
 
 func fail(err error) {
