@@ -227,6 +227,7 @@ func (s *scan) run(explicit bool) error {
 		p := s.procs[i]
 		p.fds, fdErrs[i] = socketFDs(p.PID, nil)
 	})
+	exited := 0
 	for i, p := range s.procs {
 		err := fdErrs[i]
 		if err == nil {
@@ -239,6 +240,7 @@ func (s *scan) run(explicit bool) error {
 			if explicit {
 				s.notef("pid %d exited during the scan; skipped", p.PID)
 			}
+			exited++
 		case explicit:
 			return err
 		default:
@@ -246,6 +248,10 @@ func (s *scan) run(explicit bool) error {
 		}
 	}
 	if !explicit {
+		// Host-wide, processes come and go all the time: one line, not one each.
+		if exited > 0 {
+			s.notef("%d processes exited during the scan; skipped", exited)
+		}
 		for _, n := range nss {
 			if n.err != nil && !errors.Is(n.err, ErrNoProcess) {
 				s.notef("namespace %s skipped: %v", n.id, n.err)
