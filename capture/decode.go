@@ -18,19 +18,17 @@ const (
 // decoder turns a captured frame into a TCP segment without allocating:
 // one DecodingLayerParser per first layer, sharing the layer values.
 type decoder struct {
-	eth       layers.Ethernet
-	dot1q     layers.Dot1Q
-	sll       layers.LinuxSLL
-	sll2      layers.LinuxSLL2
-	loop      layers.Loopback
-	ip4       layers.IPv4
-	ip6       layers.IPv6
-	ip6ext    layers.IPv6ExtensionSkipper
-	tcp       layers.TCP
-	parsers   map[gopacket.LayerType]*gopacket.DecodingLayerParser
-	decoded   []gopacket.LayerType
-	lastType  layers.LinkType
-	lastFirst gopacket.LayerType
+	eth     layers.Ethernet
+	dot1q   layers.Dot1Q
+	sll     layers.LinuxSLL
+	sll2    layers.LinuxSLL2
+	loop    layers.Loopback
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	ip6ext  layers.IPv6ExtensionSkipper
+	tcp     layers.TCP
+	parsers map[gopacket.LayerType]*gopacket.DecodingLayerParser
+	decoded []gopacket.LayerType
 }
 
 func newDecoder() *decoder {

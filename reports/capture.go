@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
@@ -19,6 +20,11 @@ type Capture struct {
 }
 
 func secs(s float64) string {
+	// Timestamps in a hostile or broken capture can be centuries apart:
+	// beyond what a Duration holds, where the conversion would wrap.
+	if limit := float64(math.MaxInt64) / float64(time.Second); s > limit || s < -limit {
+		return fmt.Sprintf("%.0fs", s)
+	}
 	return HumanDuration(time.Duration(s * float64(time.Second)).Round(time.Millisecond))
 }
 

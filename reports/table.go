@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"io"
+	"math"
 	"text/tabwriter"
 	"time"
 )
@@ -18,6 +19,9 @@ func NewTable(w io.Writer) *tabwriter.Writer {
 // else in seconds ("350s", "7875s", "1.5s") and sub-second values in ms.
 func HumanDuration(d time.Duration) string {
 	switch {
+	case d == math.MinInt64:
+		// -d overflows back to itself; the nanosecond lost is invisible.
+		return "-" + HumanDuration(math.MaxInt64)
 	case d < 0:
 		return "-" + HumanDuration(-d)
 	case d < time.Second:
