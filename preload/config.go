@@ -3,6 +3,7 @@ package preload
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -65,27 +66,38 @@ func Defaults() Config {
 // ("90") or a whole number with unit s, m or h ("90s", "5m", "1h"); with
 // allowMS also "ms".
 func ParseDuration(s string, allowMS bool) (time.Duration, error) {
-	i := 0
+	// The library's rule, digit by digit: leading zeros are fine, a number
+	// above INT_MAX is not (no setting takes more).
+	i, n := 0, int64(0)
 	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		n = n*10 + int64(s[i]-'0')
+		if n > math.MaxInt32 {
+			return 0, fmt.Errorf("%w %q", ErrBadValue, s)
+		}
 		i++
 	}
-	if i == 0 || i > 9 {
+	if i == 0 {
 		return 0, fmt.Errorf("%w %q", ErrBadValue, s)
 	}
-	n, _ := strconv.Atoi(s[:i])
+	unit := time.Duration(0)
 	switch s[i:] {
 	case "", "s":
-		return time.Duration(n) * time.Second, nil
+		unit = time.Second
 	case "m":
-		return time.Duration(n) * time.Minute, nil
+		unit = time.Minute
 	case "h":
-		return time.Duration(n) * time.Hour, nil
+		unit = time.Hour
 	case "ms":
 		if allowMS {
-			return time.Duration(n) * time.Millisecond, nil
+			unit = time.Millisecond
 		}
 	}
-	return 0, fmt.Errorf("%w %q", ErrBadValue, s)
+	if unit == 0 || n > int64(math.MaxInt64/unit) {
+		// An unknown unit, or hours beyond what a Duration holds (and far
+		// beyond every limit the library accepts).
+		return 0, fmt.Errorf("%w %q", ErrBadValue, s)
+	}
+	return time.Duration(n) * unit, nil
 }
 
 // Validate checks c against Linux's limits; the error names the field and
@@ -160,9 +172,11 @@ type Warning struct {
 // library's rules: KADIAG_ names win over bare ones, a bad value leaves that
 // setting at the kernel default (zero here) and is returned as a Warning.
 func FromEnviron(environ []string) (Config, []Warning) {
+	// getenv in glibc and musl returns the first entry of a name, so a
+	// duplicate later in the environment changes nothing.
 	get := func(name string) (string, bool) {
-		for i := len(environ) - 1; i >= 0; i-- {
-			if v, ok := strings.CutPrefix(environ[i], name+"="); ok {
+		for _, e := range environ {
+			if v, ok := strings.CutPrefix(e, name+"="); ok {
 				return v, true
 			}
 		}

@@ -157,9 +157,13 @@ static long parse_value(const char *s, int allow_units, int allow_ms, long scale
 
 	if (*p < '0' || *p > '9')
 		return -1;
+	/*
+	 * No setting takes more than INT_MAX (TCP_USER_TIMEOUT in ms); stopping
+	 * there keeps v * 3600 * 1000 far inside a 64-bit long.
+	 */
 	for (; *p >= '0' && *p <= '9'; p++) {
 		v = v * 10 + (*p - '0');
-		if (v > 100000000L)
+		if (v > 2147483647L)
 			return -1;
 	}
 	if (*p == 0)
