@@ -1,10 +1,16 @@
 package reports
 
 import (
+	"encoding/json"
+	"io"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kadiag/kadiag/capture"
+	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/preload"
 )
 
 // FuzzHumanDuration: every duration, including the extremes a broken
@@ -32,6 +38,43 @@ func FuzzSecs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v float64) {
 		if s := secs(v); s == "" || strings.Contains(s, "\n") {
 			t.Fatalf("secs(%v) = %q", v, s)
+		}
+	})
+}
+
+// FuzzJSONContracts decodes arbitrary JSON into every result type whose JSON
+// is a kadiag contract (what a script or the exporter reads back), then
+// renders the decoded value in every format: whatever the values (negative,
+// huge, missing, null), rendering gives output or an error, never a panic.
+func FuzzJSONContracts(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"schema":"kadiag.sockets/v1","processes":[{"pid":1,"sockets":[{"state":"ESTABLISHED","keepalive":{"enabled":true,"idle_s":-5}}]}]}`))
+	f.Add(uint8(1), []byte(`{"schema":"kadiag.capture/v1","flows":[{"client":"a","server":"b","max_gap_s":1e308,"probe_interval_s":{"min_s":-1}}]}`))
+	f.Add(uint8(2), []byte(`{"pid":-1,"sockets":[{"fd":3}],"loaded":null}`))
+	f.Add(uint8(0), []byte(`null`))
+	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
+		var r Report
+		switch kind % 3 {
+		case 0:
+			var v inspect.Report
+			if json.Unmarshal(data, &v) != nil {
+				return
+			}
+			r = Sockets{&v}
+		case 1:
+			var v capture.Result
+			if json.Unmarshal(data, &v) != nil {
+				return
+			}
+			r = Capture{&v}
+		case 2:
+			var v preload.CheckResult
+			if json.Unmarshal(data, &v) != nil {
+				return
+			}
+			r = PreloadCheck{&v}
+		}
+		for _, f := range Formats {
+			Render(io.Discard, f, r)
 		}
 	})
 }
