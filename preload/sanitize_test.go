@@ -271,3 +271,131 @@ func FuzzEnvMatchesLibrary(f *testing.F) {
 		compareWithLibrary(t, h, env)
 	})
 }
+
+var (
+	asanLibOnce sync.Once
+	asanLibPath string
+	asanLibErr  error
+)
+
+// asanLibrary builds src/keepalive.c as the shared library, strict warnings
+// and sanitizers on, and returns it with the ASan runtime that must be
+// loaded first: LD_PRELOAD="runtime library".
+func asanLibrary(t *testing.T) (runtime, lib string) {
+	t.Helper()
+	testenv.Need(t, "gcc")
+	out, err := exec.Command("gcc", "-print-file-name=libasan.so").Output()
+	runtime = strings.TrimSpace(string(out))
+	if err != nil || !filepath.IsAbs(runtime) {
+		t.Fatalf("gcc has no libasan.so (%q, %v): install libasan (gcc's default dependency)", out, err)
+	}
+	asanLibOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kadiag-asan-lib-")
+		if err != nil {
+			asanLibErr = err
+			return
+		}
+		asanLibPath = filepath.Join(dir, LibraryName)
+		args := append(append([]string{}, sanitizeFlags...), "-fPIC", "-shared", "-o", asanLibPath, "src/keepalive.c", "-ldl")
+		if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			asanLibErr = fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+	})
+	if asanLibErr != nil {
+		t.Fatal(asanLibErr)
+	}
+	return runtime, asanLibPath
+}
+
+// allMalformed sets every variable the library reads to a bad value at once.
+var allMalformed = []string{"KADIAG_KEEPIDLE=abc", "KADIAG_KEEPINTVL=0", "KADIAG_KEEPCNT=128",
+	"KADIAG_USER_TIMEOUT=-1", "KADIAG_KEEPALIVE=maybe", "KADIAG_ENFORCE=2", "KADIAG_DEBUG=please",
+	// Shadowed by the KADIAG_ names above: read, never used, never warned about.
+	"KEEPIDLE=1", "KEEPINTVL=1", "KEEPCNT=1"}
+
+// TestAllMalformedAtOnce loads the shipped library, and its ASan/UBSan
+// build, into a real process with every variable malformed at once: the
+// process runs on, keepalive is on (the default of KADIAG_KEEPALIVE) and
+// every option keeps the kernel's default; one warning per bad variable.
+func TestAllMalformedAtOnce(t *testing.T) {
+	bin := client(t, "gcc")
+	kernel := kernelDefaults(t)
+	want := opts{1, kernel.Idle, kernel.Intvl, kernel.Cnt, 0}
+	addr := listen(t, "tcp4", "127.0.0.1:0")
+	host, port := hostPort(t, addr)
+	asanRuntime, asanLib := asanLibrary(t)
+	for _, tc := range []struct{ name, preload string }{
+		{"shipped", lib(t, amd64Glibc)},
+		{"asan", asanRuntime + " " + asanLib},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append([]string{"LD_PRELOAD=" + tc.preload}, sanitizerEnv...)
+			p := start(t, append(env, allMalformed...), bin, "tcp4", host, port, "_")
+			inside := parseOpts(t, p.line(t))
+			if inside != want {
+				t.Errorf("inside the process: %v, want the kernel defaults with keepalive on: %v", inside, want)
+			}
+			from := outside(t, p.cmd.Process.Pid, remoteIs(addr))
+			if from != want {
+				t.Errorf("from outside (pidfd_getfd): %v, want %v", from, want)
+			}
+			p.stdin.Close()
+			if err := p.cmd.Wait(); err != nil {
+				t.Errorf("process did not run on: %v; stderr:\n%s", err, p.stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(p.stderr.String()), "\n")
+			if len(lines) != 7 {
+				t.Errorf("want 7 warning lines, one per bad KADIAG_ variable, got:\n%s", p.stderr)
+			}
+			for _, l := range lines {
+				if !strings.HasPrefix(l, warnPrefix+"KADIAG_") {
+					t.Errorf("stderr line %q: want only the library's warnings about KADIAG_ variables", l)
+				}
+			}
+			c, warns := FromEnviron(allMalformed)
+			if len(warns) != 7 || c.Idle != 0 || c.Interval != 0 || c.Count != 0 || c.UserTimeout != 0 || c.Off || c.NoEnforce {
+				t.Errorf("FromEnviron: %+v, %v", c, warns)
+			}
+		})
+	}
+}
+
+// TestSanitizedLibrary runs the hooks under ASan and UBSan in real
+// processes: configured sockets, an application weakening every option,
+// sockets it must not touch, errno after failing calls, eight threads at
+// once. Any sanitizer finding kills the process and fails the test.
+func TestSanitizedLibrary(t *testing.T) {
+	bin := client(t, "gcc")
+	asanRuntime, asanLib := asanLibrary(t)
+	addr := listen(t, "tcp6", "[::1]:0")
+	host, port := hostPort(t, addr)
+	env := append(append(cleanEnviron(), sanitizerEnv...), "KADIAG_KEEPIDLE=42", "KADIAG_KEEPINTVL=5",
+		"KADIAG_KEEPCNT=3", "KADIAG_USER_TIMEOUT=1500ms", "KADIAG_DEBUG=1")
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(env, "LD_PRELOAD="+asanRuntime+" "+asanLib)
+		cmd.Stdin = strings.NewReader("")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || strings.Contains(stderr.String(), "Sanitizer") || strings.Contains(stderr.String(), "runtime error") {
+			t.Fatalf("%v under ASan/UBSan: %v\n%s", args, err, stderr.String())
+		}
+		return string(out)
+	}
+	if got := run("tcp6", host, port, "_", "weaken"); !strings.Contains(got, "keepalive=1 idle=42 intvl=5 cnt=3 user_timeout=1500") {
+		t.Errorf("weakening application: %q", got)
+	}
+	run("others")
+	plain, err := exec.Command(bin, "errno").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run("errno"); got != string(plain) {
+		t.Errorf("errno with the sanitized library:\n%s\nwithout:\n%s", got, plain)
+	}
+	if got := strings.TrimSpace(run("threads", "300")); got != "threads keepalive=1 idle=42 bad=0" {
+		t.Errorf("threads: %q", got)
+	}
+}
