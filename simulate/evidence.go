@@ -9,9 +9,9 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
-	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -197,6 +197,7 @@ func analyze(pkts []capturedPacket, start time.Time, idle time.Duration, end tim
 	}
 	next := map[dirKey]uint32{}
 	pendingProbe := map[dirKey]bool{} // keyed by the probing direction
+	closed := map[dirKey]bool{}       // keyed by the client's direction
 	var last time.Time
 	for _, p := range pkts {
 		decoded = decoded[:0]
@@ -233,8 +234,13 @@ func analyze(pkts []capturedPacket, start time.Time, idle time.Duration, end tim
 		rev := dirKey{k.dst, k.src, k.dp, k.sp}
 		fromClient := src.Equal(clientIP4) || src.Equal(clientIP6)
 		n := uint32(len(tcp.Payload))
+		if fromClient && (tcp.FIN || tcp.RST) {
+			// Once the client hangs up, a middlebox's RST is the answer to
+			// the goodbye, not what ended the wait.
+			closed[k] = true
+		}
 		if tcp.RST {
-			if !fromClient {
+			if !fromClient && !closed[rev] {
 				s.rsts++
 			}
 			continue

@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -186,4 +187,26 @@ func (l *Lab) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// BenchLabs builds and tears down n bare labs one after the other and
+// returns the mean time of one: what `kadiag simulate` spends on its lab.
+func BenchLabs(ctx context.Context, n int) (time.Duration, error) {
+	if err := checkPrivilege(); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		l, err := NewLab(LabConfig{Idle: middlebox.DefaultIdle, After: middlebox.Reset})
+		if err != nil {
+			return 0, err
+		}
+		if err := l.Close(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start) / time.Duration(n), nil
 }
