@@ -231,6 +231,7 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun) (sr Scenari
 		return sr, nil, err
 	}
 
+	testPause("setup")
 	cmd := r.cmd(ServerURL(cfg.IPv6))
 	var out, errOut bytes.Buffer
 	if r.bundled {
@@ -266,6 +267,7 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun) (sr Scenari
 	killGroup(cmd) // whatever it left running in its group
 	pkts = capt.stop()
 	sr.Conntrack = ct.stop(start)
+	testPause("teardown")
 	if interrupted {
 		return sr, nil, ctx.Err()
 	}
@@ -341,9 +343,9 @@ func sentence(cfg *Config, t Timings, sr *ScenarioResult) string {
 	case PreloadTooSlow:
 		who = fmt.Sprintf("with the library but idle %s, longer than the middlebox's %s", t.SlowKeepIdle, t.Idle)
 	default:
-		who = strings.Join(cfg.Command, " ")
-		if len(who) > 60 {
-			who = who[:57] + "..."
+		who = strings.ReplaceAll(strings.Join(cfg.Command, " "), "\n", `\n`)
+		if r := []rune(who); len(r) > 60 {
+			who = string(r[:57]) + "..."
 		}
 		if cfg.WithPreload {
 			who += fmt.Sprintf(" with the library (idle %s)", t.KeepIdle)
@@ -387,4 +389,15 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// testPause lets the tests kill kadiag at a known point of a lab's life:
+// with KADIAG_TEST_PAUSE=setup (lab built, client not started) or
+// teardown (client done, lab not yet released) kadiag says so on stderr and
+// waits there. It is not a user feature.
+func testPause(phase string) {
+	if os.Getenv("KADIAG_TEST_PAUSE") == phase {
+		fmt.Fprintf(os.Stderr, "kadiag: test pause %s\n", phase)
+		time.Sleep(time.Minute)
+	}
 }
