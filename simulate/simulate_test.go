@@ -126,9 +126,9 @@ func TestMiddleboxSysctls(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k, want := range map[string]string{
-			"net/netfilter/nf_conntrack_tcp_loose":                tc.loose,
+			"net/netfilter/nf_conntrack_tcp_loose":               tc.loose,
 			"net/netfilter/nf_conntrack_tcp_timeout_established": "7",
-			"net/ipv4/ip_forward":                                 "1",
+			"net/ipv4/ip_forward":                                "1",
 		} {
 			if got, err := readSysctl(l.Middlebox, k); err != nil || got != want {
 				t.Errorf("%s: %s = %q (%v), want %s", tc.after, k, got, err, want)
@@ -177,7 +177,10 @@ func TestParallelLabs(t *testing.T) {
 	var wg sync.WaitGroup
 	var short, long *Result
 	wg.Add(2)
-	go func() { defer wg.Done(); short = run(t, fast(Config{Idle: 2 * time.Second, Scenarios: []string{None}})) }()
+	go func() {
+		defer wg.Done()
+		short = run(t, fast(Config{Idle: 2 * time.Second, Scenarios: []string{None}}))
+	}()
 	go func() { defer wg.Done(); long = run(t, fast(Config{Idle: 9 * time.Second, Scenarios: []string{None}})) }()
 	wg.Wait()
 	if short == nil || long == nil {

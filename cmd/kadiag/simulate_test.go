@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kadiag/kadiag/internal/testenv"
+)
+
+var fastLab = []string{"--idle", "2s", "--response-delay", "4s", "--keepidle", "1s", "--keepintvl", "1s", "--timeout", "7s"}
+
+// TestSimulateJSONContract checks the fixed JSON field names of issue 5 on
+// a real run.
+func TestSimulateJSONContract(t *testing.T) {
+	testenv.Privileged(t)
+	t.Parallel()
+	stdout, stderr, code := runKadiag(t, append([]string{"simulate", "-o", "json", "--scenario", "none,app"}, fastLab...)...)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s, stdout %s", code, stderr, stdout)
+	}
+	var doc struct {
+		Schema    *string  `json:"schema"`
+		IdleS     *float64 `json:"idle_s"`
+		After     *string  `json:"after"`
+		Scale     *float64 `json:"scale"`
+		Scenarios []struct {
+			Name      *string  `json:"name"`
+			Outcome   *string  `json:"outcome"`
+			Expected  *string  `json:"expected"`
+			Passed    *bool    `json:"passed"`
+			ElapsedS  *float64 `json:"elapsed_s"`
+			Probes    *int     `json:"probes"`
+			Conntrack []struct {
+				T     *float64 `json:"t_s"`
+				Event *string  `json:"event"`
+			} `json:"conntrack"`
+		} `json:"scenarios"`
+		Summary *struct {
+			Scenarios *int `json:"scenarios"`
+			Passed    *int `json:"passed"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if doc.Schema == nil || *doc.Schema != "kadiag.simulate/v1" || doc.IdleS == nil || *doc.IdleS != 2 ||
+		doc.After == nil || *doc.After != "reset" || doc.Scale == nil || *doc.Scale != 1 ||
+		doc.Summary == nil || *doc.Summary.Scenarios != 2 || *doc.Summary.Passed != 2 || len(doc.Scenarios) != 2 {
+		t.Fatalf("contract fields missing or wrong:\n%s", stdout)
+	}
+	for _, s := range doc.Scenarios {
+		if s.Name == nil || s.Outcome == nil || s.Expected == nil || s.Passed == nil || s.ElapsedS == nil || s.Probes == nil || len(s.Conntrack) == 0 ||
+			s.Conntrack[0].T == nil || s.Conntrack[0].Event == nil || *s.Conntrack[0].Event != "new" {
+			t.Errorf("scenario fields missing:\n%s", stdout)
+		}
+	}
+	if *doc.Scenarios[0].Name != "none" || *doc.Scenarios[0].Outcome != "timeout" || *doc.Scenarios[1].Outcome != "ok" {
+		t.Errorf("outcomes:\n%s", stdout)
+	}
+}
+
+func TestSimulateJUnitAndExpect(t *testing.T) {
+	testenv.Privileged(t)
+	t.Parallel()
+	// The server answers within the idle timeout: "none" survives, which is
+	// not what it is expected to show, so the check fails (exit 1).
+	stdout, stderr, code := runKadiag(t, "simulate", "-o", "junit", "--idle", "5s", "--response-delay", "1s", "--scenario", "none")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %s", code, stderr)
+	}
+	var suites struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+	}
+	if err := xml.Unmarshal([]byte(stdout), &suites); err != nil || suites.Tests != 1 || suites.Failures != 1 {
+		t.Fatalf("junit %+v (%v):\n%s", suites, err, stdout)
+	}
+	// A user command matching --expect exits 0, one that does not exits 1.
+	if _, stderr, code := runKadiag(t, append([]string{"simulate", "--expect", "ok", "--", "true"}, fastLab...)...); code != 0 {
+		t.Errorf("true --expect ok: exit %d, stderr %s", code, stderr)
+	}
+	if _, stderr, code := runKadiag(t, append([]string{"simulate", "--expect", "fail", "--", "true"}, fastLab...)...); code != 1 {
+		t.Errorf("true --expect fail: exit %d, stderr %s", code, stderr)
+	}
+}
+
+func TestSimulateBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"simulate", "--scale", "0.5"},
+		{"simulate", "--after", "maybe", "--scenario", "none"},
+		{"simulate", "--scenario", "nope"},
+		{"simulate", "--preset", "aws-natt"},
+		{"simulate", "--idle", "soon"},
+		{"simulate", "--preload", "--scenario", "none"},
+		{"simulate", "--expect", "maybe", "--", "true"},
+		{"simulate", "--keepidle", "0.5s", "--scenario", "none"},
+	} {
+		_, stderr, code := runKadiag(t, args...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.HasPrefix(stderr, "kadiag: ") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+}
+
+// TestSimulateNotRoot: without the capabilities, one line says so.
+func TestSimulateNotRoot(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "setpriv")
+	bin := buildKadiag(t)
+	os.Chmod(filepath.Dir(bin), 0o755)
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		bin, "simulate", "--scenario", "none")
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 || !strings.Contains(string(out), "needs root") {
+		t.Fatalf("as nobody: %v, output %q; want exit 2 and one line saying it needs root", err, out)
+	}
+}
+
+// TestSimulateSIGKILL kills kadiag in each phase of a lab's life and checks
+// that nothing is left: no namespace, no veth, no nftables table, no process.
+func TestSimulateSIGKILL(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "ip", "nft")
+	bin := buildKadiag(t)
+	for _, tc := range []struct {
+		phase string
+		args  []string
+		pause string
+	}{
+		{"setup", []string{"--scenario", "none,app"}, "setup"},
+		{"running-scenarios", []string{"--scenario", "none,app"}, ""},
+		{"running-command", []string{"--", "sh", "-c", "sleep 3001 & sleep 3002"}, ""},
+		{"teardown", []string{"--scenario", "app", "--response-delay", "1s"}, "teardown"},
+	} {
+		t.Run(tc.phase, func(t *testing.T) {
+			links, ruleset := hostLinks(t), hostRuleset(t)
+			before := netnsSet()
+			cmd := exec.Command(bin, append([]string{"simulate", "--idle", "2s", "--response-delay", "60s", "--keepidle", "1s"}, tc.args...)...)
+			cmd.Env = append(os.Environ(), "KADIAG_TEST_PAUSE="+tc.pause)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := cmd.Process.Pid
+			paused := make(chan bool, 1)
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					if strings.Contains(sc.Text(), "test pause") {
+						paused <- true
+					}
+				}
+			}()
+			// Wait for the phase: the pause line, or the clients running.
+			ok := false
+			if tc.pause != "" {
+				select {
+				case <-paused:
+					ok = true
+				case <-time.After(30 * time.Second):
+				}
+			} else {
+				ok = waitUntil(30*time.Second, func() bool {
+					if strings.HasPrefix(tc.phase, "running-command") {
+						return len(procsMatching("sleep 3001")) > 0 && len(procsMatching("sleep 3002")) > 0
+					}
+					return len(procsMatching("kadiag-client")) >= 2
+				})
+			}
+			if !ok {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("kadiag never reached phase %s", tc.phase)
+			}
+			lab := labNetns(pid, before)
+			children := childrenOf(pid)
+			if len(lab) < 3 {
+				t.Errorf("found %d lab namespaces held by kadiag, want at least 3", len(lab))
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+			cmd.Wait()
+			gone := waitUntil(10*time.Second, func() bool {
+				now := netnsSet()
+				for ns := range lab {
+					if now[ns] {
+						return false
+					}
+				}
+				for _, c := range children {
+					if alive(c) {
+						return false
+					}
+				}
+				return len(procsMatching("sleep 300")) == 0 && len(procsMatching("kadiag-client")) == 0
+			})
+			if !gone {
+				t.Errorf("after SIGKILL in %s: namespaces %v still held, children %v, sleeps %v, clients %v",
+					tc.phase, lab, children, procsMatching("sleep 300"), procsMatching("kadiag-client"))
+			}
+			if l := hostLinks(t); l != links {
+				t.Errorf("host links changed:\n%s\n---\n%s", links, l)
+			}
+			if r := hostRuleset(t); r != ruleset {
+				t.Errorf("host ruleset changed:\n%s\n---\n%s", ruleset, r)
+			}
+		})
+	}
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+
+func hostLinks(t *testing.T) string {
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) > 2 {
+			names = append(names, f[1])
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
+}
+
+func hostRuleset(t *testing.T) string {
+	out, err := exec.Command("nft", "list", "ruleset").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// netnsSet lists every network namespace any process is in or holds.
+func netnsSet() map[string]bool {
+	m := map[string]bool{}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if l, err := os.Readlink(p + "/ns/net"); err == nil {
+			m[l] = true
+		}
+		fds, _ := filepath.Glob(p + "/fd/*")
+		for _, fd := range fds {
+			if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "net:[") {
+				m[l] = true
+			}
+		}
+	}
+	return m
+}
+
+// labNetns is the namespaces kadiag holds that did not exist before.
+func labNetns(pid int, before map[string]bool) map[string]bool {
+	m := map[string]bool{}
+	fds, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/fd/*")
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "net:[") && !before[l] {
+			m[l] = true
+		}
+	}
+	return m
+}
+
+func childrenOf(pid int) []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			c, _ := strconv.Atoi(strings.Split(p, "/")[2])
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// procsMatching lists pids whose command line contains s.
+func procsMatching(s string) []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
+			pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+			if pid != os.Getpid() {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
