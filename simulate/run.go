@@ -63,7 +63,8 @@ type labRun struct {
 // Run builds a lab per scenario (or one for the user command), runs them in
 // parallel and returns what each showed. An error means the lab itself
 // failed; a scenario that did not meet its expectation is in the Result.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
+func Run(parent context.Context, cfg Config) (*Result, error) {
+	ctx := parent
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -104,6 +105,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
+	// One lab failing to build ends the others: the run is an error anyway.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	results := make([]ScenarioResult, len(runs))
 	packets := make([][]capturedPacket, len(runs))
 	errs := make([]error, len(runs))
@@ -114,12 +118,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			defer wg.Done()
 			results[i], packets[i], errs[i] = runInLab(ctx, &cfg, t, r)
 			if errs[i] != nil {
+				cancel()
 				errs[i] = fmt.Errorf("%s: %w", r.name, errs[i])
 			}
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	var real []error
+	for _, err := range errs {
+		// A lab ended because another failed says nothing of its own.
+		if err != nil && (!errors.Is(err, context.Canceled) || parent.Err() != nil) {
+			real = append(real, err)
+		}
+	}
+	if parent.Err() != nil {
+		return nil, fmt.Errorf("interrupted: the labs are torn down")
+	}
+	if err := errors.Join(real...); err != nil {
 		return nil, err
 	}
 	for i := range results {
