@@ -240,6 +240,11 @@ func (c *Config) Timings() (Timings, []string) {
 	if c.ServerKeepalive > 0 {
 		t.ServerKeep = wholeSeconds(c.scale(c.ServerKeepalive))
 	}
+	if len(c.Command) > 0 && c.WithPreload {
+		if w := preloadWarning(c.Command[0]); w != "" {
+			warn = append(warn, w)
+		}
+	}
 	if len(c.Command) > 0 && c.Scale > 1 {
 		warn = append(warn, fmt.Sprintf("--scale %g shortens the lab's times only: the command's own timeouts and keepalive settings are not scaled", c.Scale))
 	}

@@ -2,12 +2,15 @@ package simulate
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kadiag/kadiag/internal/testenv"
 	"github.com/kadiag/kadiag/middlebox"
 )
 
@@ -213,5 +216,28 @@ func TestTimingsScale(t *testing.T) {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}
+	}
+}
+
+func TestPreloadWarning(t *testing.T) {
+	if w := preloadWarning("sh"); w != "" {
+		t.Errorf("sh: %s", w)
+	}
+	goBin, err := os.Executable() // this test binary is a Go program
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := preloadWarning(goBin); !strings.Contains(w, "Go program") {
+		t.Errorf("Go test binary: %q", w)
+	}
+	testenv.Need(t, "gcc")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "static.c")
+	os.WriteFile(src, []byte("int main(void) { return 0; }\n"), 0o644)
+	if out, err := exec.Command("gcc", "-static", "-o", filepath.Join(dir, "static"), src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc -static: %v\n%s", err, out)
+	}
+	if w := preloadWarning(filepath.Join(dir, "static")); !strings.Contains(w, "statically linked") {
+		t.Errorf("static binary: %q", w)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -174,11 +175,21 @@ func TestSimulateSIGKILL(t *testing.T) {
 				case <-time.After(30 * time.Second):
 				}
 			} else {
+				// Running: kadiag's own descendants are the clients (kadiag's
+				// command line names them too, so look below it only).
 				ok = waitUntil(30*time.Second, func() bool {
-					if strings.HasPrefix(tc.phase, "running-command") {
-						return len(procsMatching("sleep 3001")) > 0 && len(procsMatching("sleep 3002")) > 0
+					var names []string
+					for _, d := range descendants(pid) {
+						b, _ := os.ReadFile("/proc/" + strconv.Itoa(d) + "/cmdline")
+						names = append(names, strings.ReplaceAll(string(b), "\x00", " "))
 					}
-					return len(procsMatching("kadiag-client")) >= 2
+					n := 0
+					for _, c := range names {
+						if strings.HasPrefix(c, "sleep 300") || strings.HasPrefix(c, "kadiag-client") {
+							n++
+						}
+					}
+					return n >= 2
 				})
 			}
 			if !ok {
@@ -187,29 +198,43 @@ func TestSimulateSIGKILL(t *testing.T) {
 				t.Fatalf("kadiag never reached phase %s", tc.phase)
 			}
 			lab := labNetns(pid, before)
-			children := childrenOf(pid)
 			if len(lab) < 3 {
 				t.Errorf("found %d lab namespaces held by kadiag, want at least 3", len(lab))
+			}
+			// Namespace inode numbers are reused at once by namespaces other
+			// tests create, so what must vanish is every process that held the
+			// lab's namespaces: kadiag and everything it started.
+			desc := descendants(pid)
+			holders := holdersOf(lab)
+			for h := range holders {
+				if h != pid && !slices.Contains(desc, h) {
+					t.Errorf("lab namespace held by %d, which kadiag did not start", h)
+				}
 			}
 			syscall.Kill(pid, syscall.SIGKILL)
 			cmd.Wait()
 			gone := waitUntil(10*time.Second, func() bool {
-				now := netnsSet()
-				for ns := range lab {
-					if now[ns] {
-						return false
-					}
-				}
-				for _, c := range children {
+				for _, c := range desc {
 					if alive(c) {
 						return false
 					}
 				}
-				return len(procsMatching("sleep 300")) == 0 && len(procsMatching("kadiag-client")) == 0
+				for h := range holdersOf(lab) {
+					if holders[h] {
+						return false
+					}
+				}
+				return true
 			})
 			if !gone {
-				t.Errorf("after SIGKILL in %s: namespaces %v still held, children %v, sleeps %v, clients %v",
-					tc.phase, lab, children, procsMatching("sleep 300"), procsMatching("kadiag-client"))
+				var left []int
+				for _, c := range desc {
+					if alive(c) {
+						left = append(left, c)
+					}
+				}
+				t.Errorf("after SIGKILL in %s: still alive %v (of %v), namespace holders %v",
+					tc.phase, left, desc, holdersOf(lab))
 			}
 			if l := hostLinks(t); l != links {
 				t.Errorf("host links changed:\n%s\n---\n%s", links, l)
@@ -285,6 +310,41 @@ func labNetns(pid int, before map[string]bool) map[string]bool {
 	return m
 }
 
+// descendants lists every process below pid.
+func descendants(pid int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range childrenOf(p) {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// holdersOf lists the processes in, or holding an fd of, any of the
+// namespaces.
+func holdersOf(ns map[string]bool) map[int]bool {
+	m := map[int]bool{}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if l, err := os.Readlink(p + "/ns/net"); err == nil && ns[l] {
+			m[pid] = true
+		}
+		fds, _ := filepath.Glob(p + "/fd/*")
+		for _, fd := range fds {
+			if l, err := os.Readlink(fd); err == nil && ns[l] {
+				m[pid] = true
+			}
+		}
+	}
+	return m
+}
+
 func childrenOf(pid int) []int {
 	var out []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
@@ -311,23 +371,4 @@ func alive(pid int) bool {
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(f) > 0 && f[0] != "Z"
-}
-
-// procsMatching lists pids whose command line contains s.
-func procsMatching(s string) []int {
-	var out []int
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
-			pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
-			if pid != os.Getpid() {
-				out = append(out, pid)
-			}
-		}
-	}
-	return out
 }
