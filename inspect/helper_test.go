@@ -1,0 +1,198 @@
+package inspect
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kadiag/kadiag/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as a helper process that opens sockets with exact
+// options set through raw syscalls, reports what getsockopt reads inside
+// itself, and holds the sockets until its stdin closes.
+func TestMain(m *testing.M) {
+	if os.Getenv("KADIAG_SOCK_HELPER") == "1" {
+		os.Exit(sockHelper(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// helperSocket is what the helper reads back with getsockopt in-process.
+type helperSocket struct {
+	Spec        string `json:"spec"`
+	FD          int    `json:"fd"`
+	LocalPort   int    `json:"local_port"`
+	Keepalive   int    `json:"keepalive"`
+	Idle        int    `json:"idle"`
+	Intvl       int    `json:"intvl"`
+	Cnt         int    `json:"cnt"`
+	UserTimeout int    `json:"user_timeout"`
+}
+
+// sockHelper specs: KIND,ADDR[,ka=1][,idle=N][,intvl=N][,cnt=N][,ut=MS]
+// with KIND dial4, dial6, listen4, listen6 or serve (a listener that
+// accepts and holds every connection).
+func sockHelper(specs []string) int {
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "helper: "+format+"\n", a...)
+		return 3
+	}
+	out := json.NewEncoder(os.Stdout)
+	for _, spec := range specs {
+		parts := strings.Split(spec, ",")
+		kind, ap := parts[0], netip.MustParseAddrPort(parts[1])
+		fam := unix.AF_INET6
+		var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+		if ap.Addr().Is4() {
+			fam = unix.AF_INET
+			sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+		}
+		fd, err := unix.Socket(fam, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return fail("socket: %v", err)
+		}
+		for _, opt := range parts[2:] {
+			k, v, _ := strings.Cut(opt, "=")
+			n, _ := strconv.Atoi(v)
+			level, name := unix.IPPROTO_TCP, 0
+			switch k {
+			case "ka":
+				level, name = unix.SOL_SOCKET, unix.SO_KEEPALIVE
+			case "idle":
+				name = unix.TCP_KEEPIDLE
+			case "intvl":
+				name = unix.TCP_KEEPINTVL
+			case "cnt":
+				name = unix.TCP_KEEPCNT
+			case "ut":
+				name = unix.TCP_USER_TIMEOUT
+			default:
+				return fail("unknown option %q", k)
+			}
+			if err := unix.SetsockoptInt(fd, level, name, n); err != nil {
+				return fail("setsockopt %s: %v", opt, err)
+			}
+		}
+		switch kind {
+		case "dial4", "dial6":
+			err = unix.Connect(fd, sa)
+		default:
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			if err = unix.Bind(fd, sa); err == nil {
+				err = unix.Listen(fd, 128)
+			}
+			if kind == "serve" && err == nil {
+				go func(fd int) {
+					for {
+						if _, _, err := unix.Accept(fd); err != nil {
+							return
+						}
+					}
+				}(fd)
+			}
+		}
+		if err != nil {
+			return fail("%s: %v", spec, err)
+		}
+		h := helperSocket{Spec: spec, FD: fd}
+		if lsa, err := unix.Getsockname(fd); err == nil {
+			switch a := lsa.(type) {
+			case *unix.SockaddrInet4:
+				h.LocalPort = a.Port
+			case *unix.SockaddrInet6:
+				h.LocalPort = a.Port
+			}
+		}
+		h.Keepalive, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		h.Idle, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		h.Intvl, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
+		h.Cnt, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
+		h.UserTimeout, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		out.Encode(h)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// started is a running helper or client program.
+type started struct {
+	cmd     *exec.Cmd
+	pid     int
+	lines   []string // stdout lines before "ready"
+	sockets []helperSocket
+}
+
+// start runs cmd, waits for a line "ready" on its stdout and keeps it
+// running until the test ends.
+func start(t *testing.T, cmd *exec.Cmd) *started {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", cmd.Args, err)
+	}
+	s := &started{cmd: cmd, pid: cmd.Process.Pid}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				cmd.Wait()
+				t.Fatalf("%v exited before ready: %s", cmd.Args, stderr.String())
+			}
+			if l == "ready" {
+				go func() {
+					for range lines {
+					}
+				}()
+				return s
+			}
+			s.lines = append(s.lines, l)
+			var h helperSocket
+			if json.Unmarshal([]byte(l), &h) == nil && h.Spec != "" {
+				s.sockets = append(s.sockets, h)
+			}
+		case <-timeout:
+			t.Fatalf("%v: no ready line after 60s: %s", cmd.Args, stderr.String())
+		}
+	}
+}
+
+// helper returns a command that runs the helper inside n.
+func helper(n *testenv.Netns, specs ...string) *exec.Cmd {
+	cmd := n.Command(os.Args[0], specs...)
+	cmd.Env = append(os.Environ(), "KADIAG_SOCK_HELPER=1")
+	return cmd
+}

@@ -1,0 +1,61 @@
+package inspect
+
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// options are a socket's exact keepalive settings, read with getsockopt.
+type options struct {
+	keepalive   bool
+	idle        int
+	intvl       int
+	cnt         int
+	userTimeout int
+}
+
+// pidfd duplicates another process's descriptors. It needs ptrace-attach
+// rights over the process (root, CAP_SYS_PTRACE, or the same user on a
+// kernel without Yama restrictions).
+type pidfd int
+
+func openPidfd(pid int) (pidfd, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	return pidfd(fd), err
+}
+
+func (p pidfd) close() { unix.Close(int(p)) }
+
+// read duplicates fd and reads its options. Options the socket never set
+// read as its namespace's sysctls, which is exactly what the kernel uses.
+func (p pidfd) read(fd int) (options, error) {
+	nfd, err := unix.PidfdGetfd(int(p), fd, 0)
+	if err != nil {
+		return options{}, err
+	}
+	defer unix.Close(nfd)
+	var o options
+	var ka int
+	if ka, err = unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil {
+		return o, err
+	}
+	o.keepalive = ka != 0
+	if o.idle, err = unix.GetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE); err != nil {
+		return o, err
+	}
+	if o.intvl, err = unix.GetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL); err != nil {
+		return o, err
+	}
+	if o.cnt, err = unix.GetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT); err != nil {
+		return o, err
+	}
+	o.userTimeout, err = unix.GetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	return o, err
+}
+
+// denied reports whether err means the caller lacks the right to duplicate
+// descriptors, as opposed to the process or descriptor being gone.
+func denied(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOSYS)
+}

@@ -1,0 +1,196 @@
+package inspect
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Kernel TCP states (include/net/tcp_states.h) as ss names them in JSON-safe form.
+var stateNames = [...]string{
+	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+	11: "CLOSING", 12: "NEW_SYN_RECV",
+}
+
+const (
+	stateEstablished = 1
+	stateListen      = 10
+	stateFinWait2    = 5
+)
+
+// inet_diag timer kinds (idiag_timer), named as ss prints them.
+var timerNames = [...]string{0: "", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
+
+const timerKeepalive = 2
+
+// newSocket fills a Socket from its inet_diag entry; keepalive values and
+// the verdict come later.
+func newSocket(fd int, r *netlink.InetDiagTCPInfoResp) Socket {
+	m := r.InetDiagMsg
+	s := Socket{
+		FD:             fd,
+		Inode:          uint64(m.INode),
+		Family:         "inet",
+		Local:          addrPort(m.ID.Source, m.ID.SourcePort),
+		Remote:         addrPort(m.ID.Destination, m.ID.DestinationPort),
+		TimerExpiresMs: int64(m.Expires),
+		TimerRetrans:   int(m.Retrans),
+		UID:            m.UID,
+		RecvQ:          m.RQueue,
+		SendQ:          m.WQueue,
+	}
+	if m.Family == unix.AF_INET6 {
+		s.Family = "inet6"
+	}
+	if int(m.State) < len(stateNames) {
+		s.State = stateNames[m.State]
+	}
+	if int(m.Timer) < len(timerNames) {
+		s.Timer = timerNames[m.Timer]
+	} else {
+		s.Timer = "unknown"
+	}
+	if s.Timer == "" {
+		s.TimerExpiresMs, s.TimerRetrans = 0, 0
+	}
+	if r.TCPInfo != nil {
+		s.LastDataRecvMs = int64(r.TCPInfo.Last_data_recv)
+		s.LastAckRecvMs = int64(r.TCPInfo.Last_ack_recv)
+	}
+	return s
+}
+
+// addrPort prints an address as ss does, except that an IPv4-mapped IPv6
+// address is shown as the IPv4 address it is.
+func addrPort(ip []byte, port uint16) string {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return ""
+	}
+	return netip.AddrPortFrom(a.Unmap(), port).String()
+}
+
+// setExact records values read with getsockopt.
+func (s *Socket) setExact(o options, m *netlink.Socket) {
+	s.Keepalive = Keepalive{
+		Enabled:       o.keepalive,
+		IdleS:         o.idle,
+		IntervalS:     o.intvl,
+		Count:         o.cnt,
+		UserTimeoutMs: o.userTimeout,
+		Source:        Exact,
+	}
+	s.setTimer(m)
+}
+
+func (s *Socket) setTimer(m *netlink.Socket) {
+	if m.Timer == timerKeepalive && m.State != stateFinWait2 {
+		s.Keepalive.TimerArmed = true
+		s.Keepalive.NextProbeMs = int64(m.Expires)
+		s.Keepalive.ProbesSent = int(m.Retrans)
+	}
+}
+
+// setInferred estimates the keepalive values from the kernel's timers, for
+// callers that may not duplicate the socket. The keepalive timer of an
+// established socket is pending exactly when SO_KEEPALIVE is on; it fires at
+// last activity + idle, so idle ≈ time since last activity + time to expiry.
+// Interval and count cannot be seen and are taken from the namespace.
+func (s *Socket) setInferred(m *netlink.Socket, sys Sysctl) {
+	s.Keepalive = Keepalive{Source: Inferred}
+	s.setTimer(m)
+	switch {
+	case m.State == stateListen:
+		s.Keepalive.Source = Unknown
+		s.Reason = "a listener's options cannot be inferred without privilege"
+	case m.State == stateFinWait2:
+		// FIN_WAIT2 uses the same kernel timer for its own timeout.
+		s.Keepalive.Source = Unknown
+		s.Reason = "FIN_WAIT2 shares the keepalive timer; cannot infer"
+	case m.Timer == timerKeepalive:
+		s.Keepalive.Enabled = true
+		s.Keepalive.IntervalS = sys.KeepaliveIntvl
+		s.Keepalive.Count = sys.KeepaliveProbes
+		if m.Retrans > 0 {
+			s.Keepalive.Source = Unknown
+			s.Reason = fmt.Sprintf("keepalive on, %d probes unanswered; idle cannot be inferred while probing", m.Retrans)
+			return
+		}
+		since := min(s.LastDataRecvMs, s.LastAckRecvMs)
+		s.Keepalive.IdleS = int((since + int64(m.Expires) + 500) / 1000)
+	case m.Timer == 0 && m.State != 2 && m.State != 7:
+		// Nothing in flight and no timer: keepalive is off.
+	default:
+		s.Keepalive.Source = Unknown
+		s.Reason = fmt.Sprintf("the %s timer hides the keepalive timer; cannot infer", s.Timer)
+	}
+}
+
+// deadPeer is how long a dead peer of an idle connection goes unnoticed.
+// With TCP_USER_TIMEOUT the kernel gives up at the first probe at or after
+// the user timeout (and after at least one probe) instead of after count probes.
+func (k Keepalive) deadPeer() int {
+	if !k.Enabled || k.IdleS <= 0 {
+		return 0
+	}
+	if k.UserTimeoutMs == 0 {
+		return k.IdleS + k.IntervalS*k.Count
+	}
+	ut := (k.UserTimeoutMs + 999) / 1000
+	n := 1
+	if k.IntervalS > 0 && ut > k.IdleS {
+		n = max(1, (ut-k.IdleS+k.IntervalS-1)/k.IntervalS)
+	}
+	return k.IdleS + n*k.IntervalS
+}
+
+// Judge returns the verdict for a socket against a middlebox idle timeout
+// and the reason in words for anything but ok. It reads the socket's state,
+// addresses and keepalive values; a Reason already set (why a value is
+// unknown) is kept.
+func Judge(s *Socket, maxIdle time.Duration) (Verdict, string) {
+	k := s.Keepalive
+	if s.State == "LISTEN" {
+		switch {
+		case k.Source == Unknown:
+			return Listen, s.Reason
+		case !k.Enabled:
+			return Listen, "accepted sockets inherit keepalive off"
+		}
+		return Listen, fmt.Sprintf("accepted sockets inherit keepalive on, first probe after %ds", k.IdleS)
+	}
+	if isLocal(s.Local, s.Remote) {
+		return Local, "peer on this host, no middlebox in between"
+	}
+	if k.Source == Unknown {
+		return Undetermined, s.Reason
+	}
+	if !k.Enabled {
+		if k.Source == Inferred {
+			return AtRisk, "keepalive off (no keepalive timer armed)"
+		}
+		return AtRisk, "keepalive off"
+	}
+	if time.Duration(k.IdleS)*time.Second >= maxIdle {
+		return AtRisk, fmt.Sprintf("first probe after %ds, middlebox forgets after %ds", k.IdleS, int(maxIdle/time.Second))
+	}
+	return OK, ""
+}
+
+// isLocal: traffic to a loopback address or to the host's own address
+// (which Linux routes over lo) never passes a middlebox.
+func isLocal(local, remote string) bool {
+	r, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	if r.Addr().IsLoopback() {
+		return true
+	}
+	l, err := netip.ParseAddrPort(local)
+	return err == nil && l.Addr() == r.Addr()
+}

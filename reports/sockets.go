@@ -1,0 +1,134 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/kadiag/kadiag/inspect"
+)
+
+// Sockets renders a socket scan. Its JSON is the kadiag.sockets/v1 contract
+// of inspect.Report, unchanged.
+type Sockets struct {
+	*inspect.Report
+}
+
+// WriteTable writes one line per socket, like ss, then one line per network
+// namespace with its keepalive sysctls and a summary line.
+func (s Sockets) WriteTable(w io.Writer) error {
+	t := NewTable(w)
+	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\tVERDICT\tREASON")
+	for _, p := range s.Processes {
+		pid, comm := strconv.Itoa(p.PID), p.Comm
+		if p.PID == 0 {
+			pid, comm = "-", p.NetnsPath
+		}
+		for _, sk := range p.Sockets {
+			fd := strconv.Itoa(sk.FD)
+			if sk.FD < 0 {
+				fd = "-"
+			}
+			k := sk.Keepalive
+			ka, idle, intvl, cnt, dead, ut := "off", "-", "-", "-", "never", "-"
+			if k.Enabled {
+				ka = "on"
+				idle, intvl, cnt = Seconds(k.IdleS), Seconds(k.IntervalS), strconv.Itoa(k.Count)
+				dead = Seconds(sk.DeadPeerS)
+			}
+			if k.UserTimeoutMs > 0 {
+				ut = HumanDuration(time.Duration(k.UserTimeoutMs) * time.Millisecond)
+			}
+			switch k.Source {
+			case inspect.Inferred:
+				ka += " (inferred)"
+				if k.Enabled {
+					idle = "~" + idle
+				}
+			case inspect.Unknown:
+				ka, idle, intvl, cnt, dead, ut = "?", "?", "?", "?", "?", "?"
+			}
+			timer := "-"
+			if sk.Timer != "" {
+				timer = fmt.Sprintf("%s,%s,%d", sk.Timer, HumanDuration(time.Duration(sk.TimerExpiresMs)*time.Millisecond), sk.TimerRetrans)
+			}
+			reason := sk.Reason
+			if reason == "" {
+				reason = "-"
+			}
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+				pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut, timer, sk.Verdict, reason)
+		}
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var nss []string
+	for _, p := range s.Processes {
+		if seen[p.Netns] {
+			continue
+		}
+		seen[p.Netns] = true
+		sy := p.Sysctl
+		line := fmt.Sprintf("%s: sysctl defaults: keepalive time %s, interval %s, probes %d", p.Netns,
+			Seconds(sy.KeepaliveTime), Seconds(sy.KeepaliveIntvl), sy.KeepaliveProbes)
+		if sy.KeepaliveTime == 0 {
+			line = p.Netns + ": sysctl defaults unreadable"
+		}
+		nss = append(nss, line)
+	}
+	sort.Strings(nss)
+	for _, l := range nss {
+		fmt.Fprintln(w, l)
+	}
+	sum := s.Summary
+	_, err := fmt.Fprintf(w, "%d sockets: %d ok, %d at-risk, %d local, %d unknown; %d listening (max idle %s)\n",
+		sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, sum.Listening, Seconds(s.MaxIdleS))
+	return err
+}
+
+// JUnit has a suite per process and a test case per connected socket: at-risk
+// sockets fail, undetermined ones are skipped (they fail under --strict).
+func (s Sockets) JUnit() Suites {
+	out := Suites{Name: "kadiag sockets"}
+	for _, p := range s.Processes {
+		name := fmt.Sprintf("pid %d %s", p.PID, p.Comm)
+		if p.PID == 0 {
+			name = "netns " + p.NetnsPath
+		}
+		suite := Suite{Name: name, Props: []Property{
+			{Name: "netns", Value: p.Netns},
+			{Name: "max_idle_s", Value: strconv.Itoa(s.MaxIdleS)},
+		}}
+		for _, sk := range p.Sockets {
+			if sk.Verdict == inspect.Listen {
+				continue
+			}
+			c := Case{
+				Name:      fmt.Sprintf("fd %d %s -> %s", sk.FD, sk.Local, sk.Remote),
+				Classname: "kadiag.sockets." + p.Comm,
+			}
+			if sk.FD < 0 {
+				c.Name = fmt.Sprintf("inode %d %s -> %s", sk.Inode, sk.Local, sk.Remote)
+			}
+			switch sk.Verdict {
+			case inspect.AtRisk:
+				c.Failure = &Failure{Message: sk.Reason, Type: string(sk.Verdict)}
+			case inspect.Undetermined:
+				if s.Strict {
+					c.Failure = &Failure{Message: sk.Reason, Type: string(sk.Verdict)}
+				} else {
+					c.Skipped = &Skipped{Message: sk.Reason}
+				}
+			case inspect.Local:
+				c.SystemOut = sk.Reason
+			}
+			suite.Cases = append(suite.Cases, c)
+		}
+		out.Add(suite)
+	}
+	return out
+}
