@@ -11,18 +11,20 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/internal/testenv"
+	"github.com/kadiag/kadiag/preload"
 )
 
-// testLibrary is the bundled keepalive library the preload scenarios load.
+// testLibrary is the bundled keepalive library (glibc: the bundled client
+// and the test's clients are glibc programs).
 func testLibrary(t *testing.T) []byte {
 	t.Helper()
-	p := os.Getenv("KADIAG_TEST_PRELOAD_LIB")
-	if p == "" {
-		p = "/tmp/kadiag-sim-lib/libkadiag_keepalive.so"
-	}
-	b, err := os.ReadFile(p)
+	lt, err := preload.Resolve(preload.Glibc, "")
 	if err != nil {
-		testenv.SkipOrFail(t, "no keepalive library: %v", err)
+		t.Fatal(err)
+	}
+	b, err := preload.Library(lt)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return b
 }

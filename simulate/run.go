@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/middlebox"
+	"github.com/kadiag/kadiag/preload"
 	"github.com/kadiag/kadiag/simulate/client"
 )
 
@@ -158,14 +159,20 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-// preloadEnv is the environment that loads the library with keepalive idle.
+// preloadEnv is the environment that loads the library with these
+// keepalive values, as the preload package spells it for every user.
 func preloadEnv(lib string, idle, intvl time.Duration, cnt int) []string {
-	return []string{
-		"LD_PRELOAD=" + lib,
-		fmt.Sprintf("KADIAG_KEEPIDLE=%d", int(idle.Seconds())),
-		fmt.Sprintf("KADIAG_KEEPINTVL=%d", int(intvl.Seconds())),
-		fmt.Sprintf("KADIAG_KEEPCNT=%d", cnt),
+	vars, err := preload.Env(lib, preload.Config{Idle: idle, Interval: intvl, Count: cnt})
+	if err != nil {
+		// Timings are whole seconds within Linux's limits (Validate), and
+		// lib is a /proc path: this cannot happen.
+		panic(fmt.Sprintf("preload environment: %v", err))
 	}
+	var env []string
+	for _, v := range vars {
+		env = append(env, v.Name+"="+v.Value)
+	}
+	return env
 }
 
 func scenarioRun(name string, t Timings, bin string, lib *os.File) labRun {

@@ -372,3 +372,25 @@ func alive(pid int) bool {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(f) > 0 && f[0] != "Z"
 }
+
+// TestSimulateCommandPreload runs curl --no-keepalive through the binary:
+// it hangs without the library and gets its 200 with --preload, and the
+// full scenario set (which needs the bundled library) passes.
+func TestSimulateCommandPreload(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "curl")
+	t.Parallel()
+	curl := []string{"--", "curl", "-sS", "--no-keepalive", "-o", "/dev/null", "-w", "code=%{http_code}", "{url}"}
+	stdout, stderr, code := runKadiag(t, append(append([]string{"simulate", "--expect", "fail"}, fastLab...), curl...)...)
+	if code != 0 || !strings.Contains(stdout, "timeout") {
+		t.Errorf("curl without the library: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = runKadiag(t, append(append([]string{"simulate", "--preload", "--expect", "ok"}, fastLab...), curl...)...)
+	if code != 0 || !strings.Contains(stdout, "code=200") {
+		t.Errorf("curl with --preload: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = runKadiag(t, append([]string{"simulate", "--after", "drop"}, fastLab...)...)
+	if code != 0 || !strings.Contains(stdout, "5/5 scenarios as expected") {
+		t.Errorf("all scenarios: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
