@@ -41,7 +41,7 @@ func TestScenariosReset(t *testing.T) {
 	for name, sock := range map[string]string{
 		None: "keepalive=0 idle=7200", Sysctl: "keepalive=0 idle=1 intvl=1 cnt=4",
 		Preload: "keepalive=1 idle=1 intvl=1", App: "keepalive=1 idle=1 intvl=1 cnt=4",
-		PreloadTooSlow: "keepalive=1 idle=3",
+		PreloadTooSlow: "keepalive=1 idle=4",
 	} {
 		if s := scenario(t, res, name); !strings.Contains(s.Socket, sock) {
 			t.Errorf("%s: socket %q, want %q", name, s.Socket, sock)
@@ -65,8 +65,8 @@ func TestScenariosReset(t *testing.T) {
 		t.Errorf("no RST to the client in %s: %v", PreloadTooSlow, rsts)
 	}
 	for _, s := range res.Scenarios {
-		if s.Outcome != OutcomeOK && (s.ExpiredS == nil || *s.ExpiredS < 1.9 || *s.ExpiredS > 2.5) {
-			t.Errorf("%s: expired at %v, want about 2s", s.Name, s.ExpiredS)
+		if s.Outcome != OutcomeOK && (s.ExpiredS == nil || *s.ExpiredS < 2.9 || *s.ExpiredS > 3.5) {
+			t.Errorf("%s: expired at %v, want about 3s", s.Name, s.ExpiredS)
 		}
 		if len(s.Conntrack) == 0 || s.Conntrack[0].Event != "new" {
 			t.Errorf("%s: conntrack timeline %+v", s.Name, s.Conntrack)
@@ -193,7 +193,7 @@ func TestParallelLabs(t *testing.T) {
 		t.Errorf("idle 2s lab: %s", s.Evidence)
 	}
 	if s := scenario(t, long, None); s.Outcome != OutcomeOK {
-		t.Errorf("idle 9s lab (answer after 4s): %s", s.Evidence)
+		t.Errorf("idle 10s lab (answer after 5s): %s", s.Evidence)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 	"github.com/kadiag/kadiag/internal/testenv"
 )
 
-var fastLab = []string{"--idle", "2s", "--response-delay", "4s", "--keepidle", "1s", "--keepintvl", "1s", "--timeout", "7s"}
+var fastLab = []string{"--idle", "3s", "--response-delay", "5s", "--keepidle", "1s", "--keepintvl", "1s", "--timeout", "8s"}
 
 // TestSimulateJSONContract checks the fixed JSON field names of issue 5 on
 // a real run.
@@ -54,7 +54,7 @@ func TestSimulateJSONContract(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
-	if doc.Schema == nil || *doc.Schema != "kadiag.simulate/v1" || doc.IdleS == nil || *doc.IdleS != 2 ||
+	if doc.Schema == nil || *doc.Schema != "kadiag.simulate/v1" || doc.IdleS == nil || *doc.IdleS != 3 ||
 		doc.After == nil || *doc.After != "reset" || doc.Scale == nil || *doc.Scale != 1 ||
 		doc.Summary == nil || *doc.Summary.Scenarios != 2 || *doc.Summary.Passed != 2 || len(doc.Scenarios) != 2 {
 		t.Fatalf("contract fields missing or wrong:\n%s", stdout)
