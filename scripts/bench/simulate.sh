@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark of `kadiag simulate`'s lab against the same topology built and
-# torn down by an ip/nft shell script (simulate-lab.sh), measured in the
+# torn down by an ip/nft shell script (peers/simulate-lab.sh; not itself a benchmark, so make bench does not run it alone), measured in the
 # same run:
 #   1. lab up+down, in process (kadiag simulate --bench-labs N, mean per lab)
 #   2. lab up+down, a whole kadiag process per lab
@@ -18,11 +18,11 @@ now() { date +%s%N; }
 ms() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (b - a) / n / 1e6 }'; }
 
 # Warm up both (module loading, page cache).
-scripts/bench/simulate-lab.sh warm >/dev/null
+scripts/bench/peers/simulate-lab.sh warm >/dev/null
 "$kadiag" simulate --bench-labs 3 >/dev/null
 
 t0=$(now)
-for i in $(seq "$n"); do scripts/bench/simulate-lab.sh "b$i"; done
+for i in $(seq "$n"); do scripts/bench/peers/simulate-lab.sh "b$i"; done
 t1=$(now)
 script_ms=$(ms "$t0" "$t1" "$n")
 
