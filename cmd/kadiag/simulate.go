@@ -28,8 +28,10 @@ type simulateFlags struct {
 	benchLabs                    int
 }
 
-func newSimulateCmd() *cobra.Command {
-	var f simulateFlags
+func newSimulateCmd() *cobra.Command { return simulateCmd(&simulateFlags{}) }
+
+// simulateCmd binds the command's flags to f.
+func simulateCmd(f *simulateFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "simulate [flags] [-- CMD ARGS...]",
 		Short: "A lab with a middlebox that forgets idle flows: the hang, and the fix",
@@ -54,7 +56,7 @@ outlives kadiag, not even when it is killed.`,
   kadiag simulate --idle 350s --after drop --scenario none,preload
   kadiag simulate --idle 350s --scale 35 --preload --expect ok -- curl -sS --no-keepalive {url}`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runSimulate(cmd, &f, args)
+			return runSimulate(cmd, f, args)
 		},
 	}
 	fl := cmd.Flags()

@@ -394,3 +394,33 @@ func TestSimulateCommandPreload(t *testing.T) {
 		t.Errorf("all scenarios: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// TestSimulatePresetOverride: a preset sets idle and after-expiry
+// behaviour, explicit flags win.
+func TestSimulatePresetOverride(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		idle  time.Duration
+		after string
+		scale float64
+	}{
+		{[]string{"--preset", "gcp-nat"}, 1200 * time.Second, "drop", 1},
+		{[]string{"--preset", "gcp-nat", "--after", "reset"}, 1200 * time.Second, "reset", 1},
+		{[]string{"--preset", "aws-nat", "--idle", "60s", "--scale", "35"}, 60 * time.Second, "reset", 35},
+		{[]string{"--idle", "azure-lb"}, 240 * time.Second, "drop", 1},
+		{[]string{"--preset", "linux-default"}, 432000 * time.Second, "heal", 1},
+	} {
+		var f simulateFlags
+		cmd := simulateCmd(&f)
+		if err := cmd.ParseFlags(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := simulateConfig(cmd, &f, nil)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if cfg.Idle != tc.idle || string(cfg.After) != tc.after || cfg.Scale != tc.scale {
+			t.Errorf("%v: idle %v after %s scale %v, want %v %s %v", tc.args, cfg.Idle, cfg.After, cfg.Scale, tc.idle, tc.after, tc.scale)
+		}
+	}
+}
