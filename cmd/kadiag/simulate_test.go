@@ -93,6 +93,10 @@ func TestSimulateJUnitAndExpect(t *testing.T) {
 	if _, stderr, code := runKadiag(t, append([]string{"simulate", "--expect", "fail", "--", "true"}, fastLab...)...); code != 1 {
 		t.Errorf("true --expect fail: exit %d, stderr %s", code, stderr)
 	}
+	// --scale cannot reach into the command's own settings: kadiag says so.
+	if _, stderr, code := runKadiag(t, "simulate", "--idle", "350s", "--scale", "35", "--response-delay", "35s", "--", "true"); code != 0 || !strings.Contains(stderr, "not scaled") {
+		t.Errorf("--scale with a command: exit %d, stderr %q; want a warning that its own settings are not scaled", code, stderr)
+	}
 }
 
 func TestSimulateBadInput(t *testing.T) {
