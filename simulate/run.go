@@ -392,14 +392,21 @@ func sentence(cfg *Config, t Timings, sr *ScenarioResult) string {
 		what = fmt.Sprintf("client error after %s (%s)", el, sr.Client)
 	}
 	what += fmt.Sprintf(", %d probe%s", sr.Probes, plural(sr.Probes))
-	var why string
+	var why, at string
+	if sr.ExpiredS != nil {
+		at = fmt.Sprintf("%.1fs", *sr.ExpiredS)
+		if cfg.Scale > 1 {
+			// Say it in the user's time too: the lab's 10 s are AWS's 350 s.
+			at += fmt.Sprintf(" (%s unscaled)", (time.Duration(*sr.ExpiredS*cfg.Scale) * time.Second).Round(time.Second))
+		}
+	}
 	switch {
 	case sr.ExpiredS != nil && sr.Outcome == OutcomeReset:
-		why = fmt.Sprintf(" — the middlebox forgot the flow at %.1fs and answered the next packet with RST", *sr.ExpiredS)
+		why = fmt.Sprintf(" — the middlebox forgot the flow at %s and answered the next packet with RST", at)
 	case sr.ExpiredS != nil && cfg.After == middlebox.Heal && sr.Outcome == OutcomeOK:
-		why = fmt.Sprintf(" — the middlebox forgot the flow at %.1fs, and a late packet re-created it (loose conntrack)", *sr.ExpiredS)
+		why = fmt.Sprintf(" — the middlebox forgot the flow at %s, and a late packet re-created it (loose conntrack)", at)
 	case sr.ExpiredS != nil:
-		why = fmt.Sprintf(" — the middlebox forgot the flow at %.1fs", *sr.ExpiredS)
+		why = fmt.Sprintf(" — the middlebox forgot the flow at %s", at)
 	case sr.Outcome == OutcomeOK && sr.Probes > 0:
 		why = " — the probes kept the flow alive"
 	}
