@@ -428,3 +428,36 @@ func TestSimulatePresetOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateInterrupt: SIGINT or SIGTERM tears the labs down and ends
+// with one line and exit 2.
+func TestSimulateInterrupt(t *testing.T) {
+	testenv.Privileged(t)
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(buildKadiag(t), "simulate", "--idle", "3s", "--response-delay", "60s", "--scenario", "none,app")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		if !waitUntil(20*time.Second, func() bool { return len(descendants(pid)) >= 2 }) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%v: the clients never started", sig)
+		}
+		desc := descendants(pid)
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "interrupted") || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+			t.Errorf("%v: %v, stderr %q; want exit 2 and one line", sig, err, stderr.String())
+		}
+		for _, d := range desc {
+			if alive(d) {
+				t.Errorf("%v: process %d outlived kadiag", sig, d)
+			}
+		}
+	}
+}
