@@ -34,7 +34,11 @@ func TestNoLeak(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bin, err := memFile("kadiag-client", client.Binary)
+			exe, err := client.Binary("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bin, err := memFile("kadiag-client", exe)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -96,7 +96,11 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 	if len(cfg.Command) > 0 {
 		runs = append(runs, commandRun(&cfg, t, lib))
 	} else {
-		bin, err := memFile("kadiag-client", client.Binary)
+		exe, err := client.Binary("")
+		if err != nil {
+			return nil, err
+		}
+		bin, err := memFile("kadiag-client", exe)
 		if err != nil {
 			return nil, err
 		}

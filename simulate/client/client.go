@@ -1,16 +1,35 @@
 // Package client holds the lab's bundled HTTP client: a small C program,
 // dynamically linked against glibc so an LD_PRELOAD library takes effect in
-// it, prebuilt by build.sh and embedded so `go install` needs no C compiler.
+// it, prebuilt by build.sh for amd64 and arm64 and embedded so `go install`
+// needs no C compiler.
 package client
 
 import (
-	_ "embed"
+	"embed"
+	"errors"
+	"fmt"
+	"runtime"
 )
 
-// Binary is the prebuilt kadiag-client executable (linux/amd64, glibc).
-//
-//go:embed kadiag-client
-var Binary []byte
+//go:embed kadiag-client-amd64 kadiag-client-arm64
+var builds embed.FS
+
+// ErrNoBuild is returned (wrapped) on an architecture kadiag ships no
+// client for.
+var ErrNoBuild = errors.New("no bundled client for this architecture")
+
+// Binary returns the client executable for arch (GOARCH spelling; "" is
+// the running one).
+func Binary(arch string) ([]byte, error) {
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	b, err := builds.ReadFile("kadiag-client-" + arch)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s (shipped: amd64, arm64)", ErrNoBuild, arch)
+	}
+	return b, nil
+}
 
 // Exit statuses of the client; client.c defines the same numbers.
 const (
