@@ -125,6 +125,18 @@ func (l *Lab) wire() error {
 			return err
 		}
 	}
+	// A veth's queue is only switched from the "noop" discipline, which
+	// drops everything, when the kernel's linkwatch work sees its carrier:
+	// a SYN sent before that is lost and retried a second later, which
+	// would shift every timing of the scenario.
+	for _, w := range []struct {
+		h    *netlink.Handle
+		name string
+	}{{mb, insideIf}, {mb, outsideIf}, {cl, clientLinkIf}, {sv, serverLinkIf}} {
+		if err := waitOperUp(w.h, w.name); err != nil {
+			return err
+		}
+	}
 	eth, err := cl.LinkByName(clientLinkIf)
 	if err != nil {
 		return fmt.Errorf("client link: %w", err)
@@ -136,6 +148,24 @@ func (l *Lab) wire() error {
 		}
 	}
 	return nil
+}
+
+// waitOperUp waits until the link's operational state is up.
+func waitOperUp(h *netlink.Handle, name string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		link, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", name, err)
+		}
+		if link.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("link %s: not up after 5s (state %s)", name, link.Attrs().OperState)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 func upWithAddrs(h *netlink.Handle, name string, ip4, ip6 net.IP) error {
