@@ -150,7 +150,6 @@ func TestSimulateSIGKILL(t *testing.T) {
 	} {
 		t.Run(tc.phase, func(t *testing.T) {
 			links, ruleset := hostLinks(t), hostRuleset(t)
-			before := netnsSet()
 			cmd := exec.Command(bin, append([]string{"simulate", "--idle", "2s", "--response-delay", "60s", "--keepidle", "1s"}, tc.args...)...)
 			cmd.Env = append(os.Environ(), "KADIAG_TEST_PAUSE="+tc.pause)
 			stderr, err := cmd.StderrPipe()
@@ -201,7 +200,7 @@ func TestSimulateSIGKILL(t *testing.T) {
 				cmd.Wait()
 				t.Fatalf("kadiag never reached phase %s", tc.phase)
 			}
-			lab := labNetns(pid, before)
+			lab := labNetns(pid)
 			if len(lab) < 3 {
 				t.Errorf("found %d lab namespaces held by kadiag, want at least 3", len(lab))
 			}
@@ -284,30 +283,16 @@ func hostRuleset(t *testing.T) string {
 	return string(out)
 }
 
-// netnsSet lists every network namespace any process is in or holds.
-func netnsSet() map[string]bool {
-	m := map[string]bool{}
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		if l, err := os.Readlink(p + "/ns/net"); err == nil {
-			m[l] = true
-		}
-		fds, _ := filepath.Glob(p + "/fd/*")
-		for _, fd := range fds {
-			if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "net:[") {
-				m[l] = true
-			}
-		}
-	}
-	return m
-}
-
-// labNetns is the namespaces kadiag holds that did not exist before.
-func labNetns(pid int, before map[string]bool) map[string]bool {
+// labNetns is the namespaces kadiag holds other than the host's own (it
+// lives in the host's; every other namespace fd it has is a lab's).
+// Comparing against an earlier snapshot would not do: namespace inode
+// numbers are reused as soon as other tests free theirs.
+func labNetns(pid int) map[string]bool {
+	host, _ := os.Readlink("/proc/self/ns/net")
 	m := map[string]bool{}
 	fds, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/fd/*")
 	for _, fd := range fds {
-		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "net:[") && !before[l] {
+		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "net:[") && l != host {
 			m[l] = true
 		}
 	}
