@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,16 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 	}
 	if err := checkPrivilege(); err != nil {
 		return nil, err
+	}
+	if cfg.PcapPath != "" {
+		// Find out now, not after minutes of lab time, that the file
+		// cannot be written.
+		f, err := os.CreateTemp(filepath.Dir(cfg.PcapPath), "."+filepath.Base(cfg.PcapPath)+".tmp*")
+		if err != nil {
+			return nil, fmt.Errorf("--pcap %s: %w", cfg.PcapPath, err)
+		}
+		f.Close()
+		os.Remove(f.Name())
 	}
 	t, warnings := cfg.Timings()
 	res := &Result{

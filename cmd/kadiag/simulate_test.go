@@ -99,6 +99,39 @@ func TestSimulateJUnitAndExpect(t *testing.T) {
 	}
 }
 
+// TestSimulatePcap: the capture is a pcapng tshark reads, with one
+// interface per scenario; an unwritable path is an error before any lab runs.
+func TestSimulatePcap(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "tshark")
+	t.Parallel()
+	pcap := filepath.Join(t.TempDir(), "lab.pcapng")
+	_, stderr, code := runKadiag(t, append([]string{"simulate", "--scenario", "none,app", "--pcap", pcap}, fastLab...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	out, err := exec.Command("tshark", "-r", pcap, "-Y", "tcp", "-T", "fields", "-e", "frame.interface_name").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Fields(string(out)) {
+		seen[l] = true
+	}
+	if !seen["none"] || !seen["app"] || len(seen) != 2 {
+		t.Errorf("interfaces with TCP in the pcapng: %v, want none and app", seen)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(pcap), ".*tmp*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	// With real-time defaults a lab would run for minutes: the error must
+	// come before any.
+	_, stderr, code = runKadiag(t, "simulate", "--scenario", "none", "--pcap", "/nonexistent-dir/lab.pcapng")
+	if code != 2 || !strings.Contains(stderr, "--pcap") {
+		t.Errorf("unwritable --pcap: exit %d, stderr %q; want exit 2", code, stderr)
+	}
+}
+
 func TestSimulateBadInput(t *testing.T) {
 	for _, args := range [][]string{
 		{"simulate", "--scale", "0.5"},
