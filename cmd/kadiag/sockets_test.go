@@ -365,6 +365,19 @@ func TestSocketsUnprivileged(t *testing.T) {
 		check(t, "nobody", sk, socks[i], inspect.Exact)
 	}
 
+	// --all as nobody: its own process with exact values, the rest skipped with a note.
+	stdout, stderr, code = runAs(t, l.client.Command(asNobody[0], append(asNobody[1:], bin, "sockets", "--all", "-o", "json")...))
+	r = decodeSockets(t, stdout)
+	var mine bool
+	for _, p := range r.Processes {
+		if p.PID == pid {
+			mine = len(p.Sockets) == 2 && p.Sockets[0].Keepalive.Source == inspect.Exact
+		}
+	}
+	if code != 1 || !mine || !strings.Contains(stderr, "kadiag: note:") {
+		t.Errorf("--all as nobody: exit %d, own process found %v, stderr %q", code, mine, stderr)
+	}
+
 	denied := []string{"setpriv", "--ruid=daemon", "--euid=nobody", "--rgid=nogroup", "--egid=nogroup", "--clear-groups", bin}
 	stdout, stderr, code = runAs(t, l.client.Command(denied[0], append(denied[1:], args...)...))
 	if code != 1 {
