@@ -110,6 +110,9 @@ func ScanNetns(path string, o Options) (*Report, error) {
 	if n.err != nil {
 		return nil, n.err
 	}
+	if n.interrupted {
+		s.notef("the socket dump of %s was interrupted by concurrent changes three times; some sockets may be missing", n.id)
+	}
 	p := Process{Netns: n.id, NetnsPath: path, Sysctl: n.sysctl, Sockets: make([]Socket, 0, len(n.sockets))}
 	for _, r := range n.sockets {
 		sk := newSocket(-1, r)
@@ -256,6 +259,11 @@ func (s *scan) run(explicit bool) error {
 			if n.err != nil && !errors.Is(n.err, ErrNoProcess) {
 				s.notef("namespace %s skipped: %v", n.id, n.err)
 			}
+		}
+	}
+	for _, n := range nss {
+		if n.interrupted {
+			s.notef("the socket dump of %s was interrupted by concurrent changes three times; some sockets may be missing", n.id)
 		}
 	}
 	type task struct {
