@@ -19,7 +19,7 @@ type lab struct {
 	serverProc     *started
 }
 
-func newLab(t *testing.T, subnet int) *lab {
+func newLab(t testing.TB, subnet int) *lab {
 	t.Helper()
 	testenv.Privileged(t)
 	testenv.Need(t, "nsenter")
