@@ -429,6 +429,10 @@ func TestSocketsUnprivileged(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "permission denied") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("other netns as nobody: exit %d, stderr %q", code, stderr)
 	}
+	_, stderr, code = runAs(t, exec.Command(asNobody[0], append(asNobody[1:], bin, "sockets", "--netns", l.client.Path)...))
+	if code != 2 || !strings.Contains(stderr, "permission denied") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("--netns as nobody: exit %d, stderr %q", code, stderr)
+	}
 }
 
 func TestSocketsAllAndNetns(t *testing.T) {
