@@ -301,7 +301,7 @@ func (s *scan) run(explicit bool) error {
 		}
 	}
 	if inferred > 0 {
-		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", inferred)
+		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets (pidfd_getfd, Linux 5.6+) needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", inferred)
 	}
 	for _, p := range s.procs {
 		if p.gone.Load() && len(p.slots) > 0 && explicit {
