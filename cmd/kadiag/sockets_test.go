@@ -156,7 +156,7 @@ func check(t *testing.T, what string, got inspect.Socket, want clientSocket, sou
 }
 
 func TestSocketsPython(t *testing.T) {
-	l := newSockLab(t, 71)
+	l := newSockLab(t, 81)
 	pid, socks := startReady(t, l.client.Command(python3(t), "testdata/keepalive_client.py", l.link.A6, "8080"))
 	stdout, stderr, code := runKadiag(t, "sockets", "--pid", strconv.Itoa(pid), "-o", "json")
 	if code != 1 || stderr != "" {
@@ -224,7 +224,7 @@ func TestSocketsPython(t *testing.T) {
 }
 
 func TestSocketsCurl(t *testing.T) {
-	l := newSockLab(t, 72)
+	l := newSockLab(t, 82)
 	testenv.Need(t, "curl")
 	url := "http://" + l.link.A4 + ":8080/"
 	// curl waits for an answer that never comes; --keepalive-time sets both
@@ -271,7 +271,7 @@ func TestSocketsCurl(t *testing.T) {
 }
 
 func TestSocketsJava(t *testing.T) {
-	l := newSockLab(t, 73)
+	l := newSockLab(t, 83)
 	testenv.Need(t, "java")
 	pid, socks := startReady(t, l.client.Command("java", "testdata/KeepaliveClient.java", l.link.A4, "8080"))
 	stdout, stderr, code := runKadiag(t, "sockets", "--pid", strconv.Itoa(pid), "-o", "json")
@@ -349,7 +349,7 @@ func runAs(t *testing.T, cmd *exec.Cmd) (string, string, int) {
 // ptrace_scope=1, while /proc stays readable): values inferred from timers,
 // a note on stderr, and still the right exit code.
 func TestSocketsUnprivileged(t *testing.T) {
-	l := newSockLab(t, 74)
+	l := newSockLab(t, 84)
 	testenv.Need(t, "setpriv")
 	bin := nobodyKadiag(t)
 	asNobody := []string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"}
@@ -436,7 +436,7 @@ func TestSocketsUnprivileged(t *testing.T) {
 }
 
 func TestSocketsAllAndNetns(t *testing.T) {
-	l := newSockLab(t, 75)
+	l := newSockLab(t, 85)
 	pid, _ := startReady(t, l.client.Command(python3(t), "testdata/keepalive_client.py", l.link.A4, "8080"))
 	stdout, stderr, code := runKadiag(t, "sockets", "--all", "-o", "json")
 	if code == 2 {
