@@ -501,3 +501,45 @@ func TestSocketsErrors(t *testing.T) {
 		t.Errorf("own test process: exit %d\n%s", code, stdout)
 	}
 }
+
+// TestSocketsStrict: a socket whose keepalive probes go unanswered cannot be
+// judged from timers alone (--netns infers); it is unknown, which fails the
+// check only with --strict.
+func TestSocketsStrict(t *testing.T) {
+	l := newSockLab(t, 86)
+	testenv.Need(t, "nft")
+	_, _ = startReady(t, l.client.Command(python3(t), "-c", `
+import socket, sys
+s = socket.create_connection((sys.argv[1], 8080))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 50)
+print("ready", flush=True)
+sys.stdin.read()`, l.link.A4))
+	for _, args := range [][]string{
+		{"add", "table", "inet", "kadiagtest"},
+		{"add", "chain", "inet", "kadiagtest", "in", "{ type filter hook input priority 0; }"},
+		{"add", "rule", "inet", "kadiagtest", "in", "tcp", "sport", "8080", "drop"},
+	} {
+		if out, err := l.client.Command("nft", args...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		stdout, stderr, code := runKadiag(t, "sockets", "--netns", l.client.Path, "-o", "json")
+		r := decodeSockets(t, stdout)
+		if r.Summary.Unknown == 1 && r.Summary.Sockets == 1 {
+			if code != 0 {
+				t.Errorf("unknown without --strict: exit %d, stderr %q", code, stderr)
+			}
+			if _, _, code := runKadiag(t, "sockets", "--netns", l.client.Path, "--strict"); code != 1 {
+				t.Errorf("unknown with --strict: exit %d, want 1", code)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no probing socket after 10s: %+v", r)
+		}
+	}
+}
