@@ -144,14 +144,14 @@ type Socket struct {
 	// Timer is the kernel timer inet_diag reports, named as ss names it:
 	// "on" (retransmit), "keepalive", "timewait", "persist" or "" for none.
 	Timer          string `json:"timer"`
-	TimerExpiresMs int64  `json:"timer_expires_ms"`
-	TimerRetrans   int    `json:"timer_retrans"`
+	TimerExpiresMs int64  `json:"timer_expires_ms"` // until the timer fires
+	TimerRetrans   int    `json:"timer_retrans"`    // retransmits, or probes for the keepalive timer
 	// LastDataRecvMs and LastAckRecvMs are tcp_info's idle clocks.
 	LastDataRecvMs int64  `json:"last_data_recv_ms"`
 	LastAckRecvMs  int64  `json:"last_ack_recv_ms"`
-	UID            uint32 `json:"uid"`
-	RecvQ          uint32 `json:"recv_q"`
-	SendQ          uint32 `json:"send_q"`
+	UID            uint32 `json:"uid"`    // the socket's owner
+	RecvQ          uint32 `json:"recv_q"` // bytes received, not yet read (listeners: accept queue)
+	SendQ          uint32 `json:"send_q"` // bytes sent, not yet acknowledged (listeners: backlog)
 }
 
 // Keepalive is what a socket does when idle. With Source "inferred" the idle
