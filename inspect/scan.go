@@ -99,13 +99,13 @@ func ScanNetns(path string, o Options) (*Report, error) {
 		return nil, err
 	}
 	var st unix.Stat_t
-	err = unix.Fstat(int(h), &st)
-	h.Close()
-	if err != nil {
+	if err := unix.Fstat(int(h), &st); err != nil {
+		h.Close()
 		return nil, fmt.Errorf("%w %s: %v", ErrNetns, path, err)
 	}
 	s := newScan(o)
-	n := &namespace{id: fmt.Sprintf("net:[%d]", st.Ino), ino: st.Ino, path: path, same: st.Ino == selfNetns(), h: netns.None()}
+	// load dumps through the handle opened here and closes it.
+	n := &namespace{id: fmt.Sprintf("net:[%d]", st.Ino), ino: st.Ino, path: path, same: st.Ino == selfNetns(), h: h}
 	n.load()
 	if n.err != nil {
 		return nil, n.err
