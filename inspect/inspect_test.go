@@ -313,6 +313,21 @@ func TestScanAllSharesOneDumpPerNetns(t *testing.T) {
 	l := newLab(t, 64)
 	a := start(t, helper(l.client, "dial4,"+l.link.A4+":8080,ka=1,idle=10"))
 	b := start(t, helper(l.client, "dial6,["+l.link.A6+"]:8080"))
+	// Processes of one namespace share one namespace entry, so one dump.
+	s := newScan(Options{})
+	for _, pid := range []int{a.pid, b.pid, l.serverProc.pid} {
+		if err := s.addProcess(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.nss) != 2 || s.procs[0].ns != s.procs[1].ns {
+		t.Errorf("%d namespaces for two clients and a server, want 2, shared by the clients", len(s.nss))
+	}
+	for _, n := range s.nss {
+		if n.h.IsOpen() {
+			n.h.Close()
+		}
+	}
 	r, err := ScanAll(Options{})
 	if err != nil {
 		t.Fatal(err)
