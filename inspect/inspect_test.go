@@ -440,3 +440,35 @@ func TestListenerInheritance(t *testing.T) {
 		t.Errorf("listener reason %q, accepted verdict %s", lis.Reason, acc.Verdict)
 	}
 }
+
+// TestProcessExitsBetweenListingAndDuplication ends a process (left a
+// zombie) after its descriptors were listed and before they are duplicated:
+// it is skipped with a note, not shown without sockets.
+func TestProcessExitsBetweenListingAndDuplication(t *testing.T) {
+	l := newLab(t, 68)
+	stay := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
+	gone := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
+	testHookAfterListing = func() {
+		gone.cmd.Process.Kill()
+		// Wait until it is a zombie: its descriptors are closed then.
+		for i := 0; i < 200; i++ {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", gone.pid))
+			if strings.Contains(string(b), ") Z ") {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Error("killed helper never became a zombie")
+	}
+	defer func() { testHookAfterListing = nil }()
+	r, err := ScanPIDs([]int{stay.pid, gone.pid}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Processes) != 1 || r.Processes[0].PID != stay.pid || len(r.Processes[0].Sockets) != 1 {
+		t.Errorf("processes %+v", r.Processes)
+	}
+	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], fmt.Sprintf("pid %d exited during the scan", gone.pid)) {
+		t.Errorf("notes %q", r.Notes)
+	}
+}

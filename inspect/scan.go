@@ -206,6 +206,10 @@ func parallel(n int, f func(i int)) {
 	wg.Wait()
 }
 
+// testHookAfterListing lets a test end a process between the listing of its
+// descriptors and their duplication.
+var testHookAfterListing func()
+
 // chunk is how many descriptors one task joins: small enough to spread one
 // big process over every CPU, big enough to keep scheduling cheap.
 const chunk = 1024
@@ -231,6 +235,9 @@ func (s *scan) run(explicit bool) error {
 		p.fds, fdErrs[i] = socketFDs(p.PID, nil)
 	})
 	exited := 0
+	if testHookAfterListing != nil {
+		testHookAfterListing()
+	}
 	for i, p := range s.procs {
 		err := fdErrs[i]
 		if err == nil {
@@ -251,10 +258,6 @@ func (s *scan) run(explicit bool) error {
 		}
 	}
 	if !explicit {
-		// Host-wide, processes come and go all the time: one line, not one each.
-		if exited > 0 {
-			s.notef("%d processes exited during the scan; skipped", exited)
-		}
 		for _, n := range nss {
 			if n.err != nil && !errors.Is(n.err, ErrNoProcess) {
 				s.notef("namespace %s skipped: %v", n.id, n.err)
@@ -280,6 +283,7 @@ func (s *scan) run(explicit bool) error {
 			if explicit {
 				s.notef("pid %d exited during the scan; skipped", p.PID)
 			}
+			exited++
 			continue
 		}
 		for lo := 0; lo < len(p.fds); lo += chunk {
@@ -290,6 +294,11 @@ func (s *scan) run(explicit bool) error {
 	inferred := 0
 	for _, p := range s.procs {
 		if p.pfd >= 0 {
+			// Older kernels answer pidfd_getfd on an exiting process with
+			// EBADF, as for a closed descriptor, rather than ESRCH.
+			if p.pfd.exited() {
+				p.gone.Store(true)
+			}
 			p.pfd.close()
 		}
 		if p.gone.Load() {
@@ -304,9 +313,16 @@ func (s *scan) run(explicit bool) error {
 		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets (pidfd_getfd, Linux 5.6+) needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", inferred)
 	}
 	for _, p := range s.procs {
-		if p.gone.Load() && len(p.slots) > 0 && explicit {
-			s.notef("pid %d exited during the scan; skipped", p.PID)
+		if p.gone.Load() && len(p.slots) > 0 {
+			if explicit {
+				s.notef("pid %d exited during the scan; skipped", p.PID)
+			}
+			exited++
 		}
+	}
+	// Host-wide, processes come and go all the time: one line, not one each.
+	if !explicit && exited > 0 {
+		s.notef("%d processes exited during the scan; skipped", exited)
 	}
 	return nil
 }
