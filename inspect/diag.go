@@ -100,7 +100,7 @@ func dump(ns netns.NsHandle, same bool, id string) (_ map[uint64]*netlink.InetDi
 	if err != nil {
 		// The library flattens the setns error into text.
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || strings.Contains(err.Error(), unix.EPERM.Error()) {
-			return nil, false, fmt.Errorf("enter network namespace %s: %w (run as root, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
+			return nil, false, fmt.Errorf("enter network namespace %s: %w (run as root or with CAP_SYS_ADMIN, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
 		}
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
 			return nil, false, fmt.Errorf("%w (load the inet_diag and tcp_diag modules)", ErrNoInetDiag)

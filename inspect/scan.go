@@ -74,7 +74,7 @@ func ScanAll(o Options) (*Report, error) {
 		}
 	}
 	if denied > 0 {
-		s.notef("%d processes skipped: their namespaces cannot be read (run as root)", denied)
+		s.notef("%d processes skipped: their namespaces cannot be read (run as root, or grant CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN: see docs/privileges.md)", denied)
 	}
 	if err := s.run(false); err != nil {
 		return nil, err

@@ -246,7 +246,7 @@ func readBinary(pid int) (Binary, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return b, fmt.Errorf("%w: pid %d (or it is a kernel thread)", ErrNoProcess, pid)
 		}
-		return b, fmt.Errorf("read the program of pid %d: %w (needs root or CAP_SYS_PTRACE)", pid, err)
+		return b, fmt.Errorf("read the program of pid %d: %w (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, err)
 	}
 	defer f.Close()
 	ef, err := elf.NewFile(f)
@@ -301,7 +301,7 @@ func atSecure(pid int) bool {
 func readEnviron(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {
-		return nil, fmt.Errorf("environment of pid %d: %w (needs root or CAP_SYS_PTRACE)", pid, err)
+		return nil, fmt.Errorf("environment of pid %d: %w (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, err)
 	}
 	var env []string
 	for _, e := range bytes.Split(b, []byte{0}) {
@@ -317,7 +317,7 @@ func readEnviron(pid int) ([]string, error) {
 func mapped(pid int, preload string) (bool, string, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
-		return false, "", fmt.Errorf("maps of pid %d: %w (needs root or CAP_SYS_PTRACE)", pid, err)
+		return false, "", fmt.Errorf("maps of pid %d: %w (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, err)
 	}
 	defer f.Close()
 	entry := preloadEntry(preload)

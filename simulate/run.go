@@ -21,10 +21,10 @@ import (
 )
 
 // ErrNotPrivileged is returned when kadiag may not build namespaces.
-var ErrNotPrivileged = errors.New("kadiag simulate needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to build its network namespaces: run it with sudo")
+var ErrNotPrivileged = errors.New("kadiag simulate needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_NET_RAW) to build its network namespaces and capture in them: run it with sudo")
 
 // checkPrivilege reads the effective capabilities instead of the uid, so a
-// container given CAP_NET_ADMIN and CAP_SYS_ADMIN works and a root without
+// container given CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN works and a root without
 // them gets the one-line answer rather than an EPERM from deep inside.
 func checkPrivilege() error {
 	f, err := os.Open("/proc/self/status")
@@ -42,8 +42,9 @@ func checkPrivilege() error {
 		if err != nil {
 			return fmt.Errorf("read capabilities: %w", err)
 		}
-		const netAdmin, sysAdmin = 1 << 12, 1 << 21
-		if caps&netAdmin == 0 || caps&sysAdmin == 0 {
+		// CAP_NET_RAW: every lab captures its client links (AF_PACKET).
+		const netAdmin, netRaw, sysAdmin = 1 << 12, 1 << 13, 1 << 21
+		if caps&netAdmin == 0 || caps&netRaw == 0 || caps&sysAdmin == 0 {
 			return ErrNotPrivileged
 		}
 		return nil

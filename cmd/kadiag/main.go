@@ -32,7 +32,7 @@ func main() {
 func run(args []string) int {
 	root := newRootCmd()
 	root.SetArgs(args)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	switch {
 	case err == nil:
 		return exitOK
@@ -41,6 +41,9 @@ func run(args []string) int {
 	}
 	// One line, always: the problem and, where known, the fix.
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	if hint := capabilityHint(cmd, err, msg); hint != "" {
+		msg += "; " + hint
+	}
 	fmt.Fprintf(os.Stderr, "kadiag: %s\n", msg)
 	return exitError
 }
