@@ -89,6 +89,9 @@ type Config struct {
 	Expect string
 	// Stdout and Stderr receive Command's output.
 	Stdout, Stderr io.Writer
+	// KeepRoot runs Command as root even when kadiag was started through
+	// sudo; otherwise it runs as the invoking user (SUDO_UID, SUDO_GID).
+	KeepRoot bool
 }
 
 // ErrConfig is returned (wrapped) for a configuration that cannot run.

@@ -106,7 +106,11 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 		defer lib.Close()
 	}
 	if len(cfg.Command) > 0 {
-		runs = append(runs, commandRun(&cfg, t, lib))
+		who, err := invokingUser(cfg.KeepRoot)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, commandRun(&cfg, t, lib, who))
 	} else {
 		exe, err := client.Binary("")
 		if err != nil {
@@ -221,7 +225,7 @@ func scenarioRun(name string, t Timings, bin string, lib *os.File) labRun {
 	return r
 }
 
-func commandRun(cfg *Config, t Timings, lib *os.File) labRun {
+func commandRun(cfg *Config, t Timings, lib *os.File, who identity) labRun {
 	r := labRun{name: "command", expected: cfg.Expect, pidns: true, backstop: t.Timeout}
 	r.cmd = func(url string) *exec.Cmd {
 		args := make([]string, len(cfg.Command))
@@ -229,9 +233,19 @@ func commandRun(cfg *Config, t Timings, lib *os.File) labRun {
 			args[i] = strings.ReplaceAll(a, "{url}", url)
 		}
 		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = append(os.Environ(), "KADIAG_URL="+url)
+		cmd.Env = append(append(os.Environ(), who.env...), "KADIAG_URL="+url)
+		if who.cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: who.cred}
+		}
 		if cfg.WithPreload {
-			cmd.Env = append(cmd.Env, preloadEnv(memPath(lib), t.KeepIdle, t.KeepIntvl, t.KeepCnt)...)
+			path := memPath(lib)
+			if who.cred != nil {
+				// Another user may not look into kadiag's /proc/PID/fd: hand
+				// the library over as the command's own descriptor 3.
+				cmd.ExtraFiles = []*os.File{lib}
+				path = "/proc/self/fd/3"
+			}
+			cmd.Env = append(cmd.Env, preloadEnv(path, t.KeepIdle, t.KeepIntvl, t.KeepCnt)...)
 		}
 		cmd.Stdin = nil
 		cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
@@ -269,14 +283,17 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun) (sr Scenari
 		return sr, nil, err
 	}
 
-	testPause("setup")
+	testPause(ctx, "setup")
 	cmd := r.cmd(ServerURL(cfg.IPv6))
 	var out, errOut bytes.Buffer
 	if r.bundled {
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 	}
 	if r.pidns {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWPID
 	}
 	start := time.Now()
 	if err := startIn(lab.Client, cmd); err != nil {
@@ -305,7 +322,7 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun) (sr Scenari
 	killGroup(cmd) // whatever it left running in its group
 	pkts = capt.stop()
 	sr.Conntrack = ct.stop(start)
-	testPause("teardown")
+	testPause(ctx, "teardown")
 	if interrupted {
 		return sr, nil, ctx.Err()
 	}
@@ -439,10 +456,15 @@ func plural(n int) string {
 // testPause lets the tests kill kadiag at a known point of a lab's life:
 // with KADIAG_TEST_PAUSE=setup (lab built, client not started) or
 // teardown (client done, lab not yet released) kadiag says so on stderr and
-// waits there. It is not a user feature.
-func testPause(phase string) {
+// waits there, until interrupted. It is not a user feature.
+func testPause(ctx context.Context, phase string) {
 	if os.Getenv("KADIAG_TEST_PAUSE") == phase {
 		fmt.Fprintf(os.Stderr, "kadiag: test pause %s\n", phase)
-		time.Sleep(time.Minute)
+		// Ctrl-C ends the pause like any other wait, so signal tests see
+		// the real shutdown path from this phase.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Minute):
+		}
 	}
 }

@@ -23,7 +23,7 @@ type simulateFlags struct {
 	scale                        float64
 	keepidle, keepintvl, timeout string
 	keepcnt                      int
-	ipv6, withPreload            bool
+	ipv6, withPreload, keepRoot  bool
 	pcap, expect                 string
 	benchLabs                    int
 }
@@ -75,6 +75,7 @@ outlives kadiag, not even when it is killed.`,
 	fl.StringVar(&f.pcap, "pcap", "", "write the client links' packets to FILE (pcapng, one interface per scenario)")
 	fl.BoolVar(&f.withPreload, "preload", false, "run CMD with the bundled keepalive library")
 	fl.StringVar(&f.expect, "expect", "ok", "what CMD should show: ok (it survives) or fail")
+	fl.BoolVar(&f.keepRoot, "keep-root", false, "run CMD as root even under sudo (default: as the user who ran sudo, from SUDO_UID/SUDO_GID)")
 	fl.IntVar(&f.benchLabs, "bench-labs", 0, "build and tear down N bare labs, print the mean time per lab (benchmark)")
 	fl.MarkHidden("bench-labs")
 	return cmd
@@ -184,13 +185,14 @@ func simulateConfig(cmd *cobra.Command, f *simulateFlags, args []string) (simula
 		cfg.Command = args
 		cfg.WithPreload = f.withPreload
 		cfg.Expect = f.expect
+		cfg.KeepRoot = f.keepRoot
 		cfg.Stdout, cfg.Stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
 		if global.output != string(reports.Table) {
 			// Keep the JSON or JUnit document on stdout parseable.
 			cfg.Stdout = cmd.ErrOrStderr()
 		}
-	} else if f.withPreload || changed("expect") {
-		return cfg, fmt.Errorf("--preload and --expect apply to a command: kadiag simulate [flags] -- CMD ARGS")
+	} else if f.withPreload || changed("expect") || f.keepRoot {
+		return cfg, fmt.Errorf("--preload, --expect and --keep-root apply to a command: kadiag simulate [flags] -- CMD ARGS")
 	}
 	if f.withPreload || (len(args) == 0 && f.benchLabs == 0) {
 		lib, err := preloadLibrary(len(args) == 0)
