@@ -223,6 +223,12 @@ func TestWritersReplaceSymlinks(t *testing.T) {
 		}{"capture --write", "out.pcapng", func(dir string) []string {
 			ns := testenv.NewNetns(t)
 			return []string{"capture", "--netns", ns.Path, "--iface", "lo", "--duration", "1s", "--write", filepath.Join(dir, "out.pcapng")}
+		}}, struct {
+			name  string
+			final string
+			args  func(dir string) []string
+		}{"simulate --pcap", "lab.pcapng", func(dir string) []string {
+			return []string{"simulate", "--idle", "2s", "--response-delay", "1s", "--pcap", filepath.Join(dir, "lab.pcapng"), "--", "true"}
 		}})
 	}
 	for _, w := range writers {
