@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Coverage report of a `go test -coverprofile` run: statement coverage per
 # package and in total; fails when the total is below the floor.
-#   scripts/coverage.sh PROFILE FLOOR_PERCENT
+#   scripts/coverage.sh PROFILE FLOOR_PERCENT [BINARY_COVDIR]
+# BINARY_COVDIR holds the counters of the -cover kadiag binary the command
+# tests ran; they are merged with the test profile.
 set -euo pipefail
-profile=$1 floor=$2
+profile=$1 floor=$2 covdir=${3:-}
 go=${GO:-go}
 [ -s "$profile" ] || { echo "coverage: no profile at $profile (run make test)" >&2; exit 1; }
+if [ -n "$covdir" ] && [ -n "$(ls -A "$covdir" 2>/dev/null)" ]; then
+	merged=$(mktemp)
+	trap 'rm -f "$merged" "$merged.bin"' EXIT
+	$go tool covdata textfmt -i="$covdir" -o "$merged.bin"
+	{ cat "$profile"; tail -n +2 "$merged.bin"; } > "$merged"
+	profile=$merged
+fi
 # Lines are "file:start,end statements count" after the mode line.
 awk 'NR > 1 {
 	split($1, a, ":"); pkg = a[1]; sub(/\/[^\/]*$/, "", pkg)

@@ -20,7 +20,14 @@ func buildKadiag(t *testing.T) string {
 			return
 		}
 		kadiagBin = filepath.Join(dir, "kadiag")
-		out, err := exec.Command("go", "build", "-o", kadiagBin, ".").CombinedOutput()
+		args := []string{"build", "-o", kadiagBin}
+		if cov := os.Getenv("KADIAG_GOCOVERDIR"); cov != "" {
+			// make test: the binary's coverage counts too (every command
+			// is tested through it); each run writes its counters there.
+			args = append(args, "-cover", "-covermode=atomic", "-coverpkg=github.com/kadiag/kadiag/...")
+			os.Setenv("GOCOVERDIR", cov)
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 		if err != nil {
 			kadiagErr = err
 			kadiagBin = string(out)
