@@ -171,8 +171,9 @@ func TestCaptureSIGINTValidPcapng(t *testing.T) {
 	cmd, stdout, stderr := startCapture(t, "--netns", ns.Path, "--iface", "lo", "--write", out)
 	time.Sleep(1500 * time.Millisecond)
 	cmd.Process.Signal(os.Interrupt)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("capture: %v, stderr %q", err, stderr)
+	// 0 or 1 (a flow judged at risk) both mean the report was written.
+	if code := exitCode(cmd.Wait()); code != 0 && code != 1 {
+		t.Fatalf("capture: exit %d, stderr %q", code, stderr)
 	}
 	var live struct {
 		Summary struct{ Packets, TCPPackets uint64 } `json:"summary"`
