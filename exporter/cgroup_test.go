@@ -60,7 +60,7 @@ func TestParseCgroupRejects(t *testing.T) {
 		"garbage",
 		"0::/kubepods/burstable/podnot-a-uid/abc",
 		"0::/system.slice/docker-" + "ABCDEF" + ".scope",
-		"0::/kubepods/burstable/pod6e9d9f1c-3f52-4c4b-9a1e-0c2b7c6d3e1/x", // 35 chars
+		"0::/kubepods/burstable/pod6e9d9f1c-3f52-4c4b-9a1e-0c2b7c6d3e1/x",   // 35 chars
 		"0::/user.slice/user-pod6e9d9f1c_3f52_4c4b_9a1e_0c2b7c6d3e11.slice", // not kubepods
 	} {
 		if got := ParseCgroup([]byte(in)); got != (Container{}) {

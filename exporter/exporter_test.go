@@ -137,4 +137,3 @@ func TestServeShutdown(t *testing.T) {
 		t.Fatal("still serving after shutdown")
 	}
 }
-
