@@ -12,13 +12,20 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"slices"
+	"sort"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/middlebox"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure an Exporter.
@@ -155,35 +162,128 @@ func (e *Exporter) Healthy() error {
 }
 
 // Scan reads every process on the host once and summarises it per
-// process.
+// process. It goes one network namespace at a time (inspect.ScanPIDs over
+// the namespace's processes: one inet_diag dump shared by all of them), so
+// only one namespace's dump and sockets are in memory at once, and each is
+// reduced to per-process counts before the next is read.
 func Scan(o inspect.Options) (*Snapshot, error) {
 	start := time.Now()
-	r, err := inspect.ScanAll(o)
+	groups, denied, err := pidsByNetns()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	s := &Snapshot{Start: start, Processes: make([]ProcessStats, 0, len(r.Processes)), Notes: r.Notes}
-	for i := range r.Processes {
-		p := &r.Processes[i]
-		ps := ProcessStats{PID: p.PID, Comm: p.Comm, Sockets: map[inspect.Source]int{}}
-		for j := range p.Sockets {
-			sk := &p.Sockets[j]
-			ps.Sockets[sk.Keepalive.Source]++
-			if sk.State == "ESTABLISHED" {
-				ps.Established++
-			}
-			if sk.Verdict == inspect.AtRisk {
-				if sk.Keepalive.Enabled {
-					ps.AtRiskIdleTooLong++
-				} else {
-					ps.AtRiskKeepaliveOff++
+	s := &Snapshot{Start: start}
+	if denied > 0 {
+		s.Notes = append(s.Notes, fmt.Sprintf("%d processes skipped: their namespaces cannot be read (run as root)", denied))
+	}
+	for _, pids := range groups {
+		r, err := inspect.ScanPIDs(pids, o)
+		if errors.Is(err, inspect.ErrNoInetDiag) {
+			return nil, err
+		}
+		if err != nil {
+			// One process that cannot be read fails its whole group: read
+			// the others one by one.
+			r = &inspect.Report{}
+			for _, pid := range pids {
+				one, err := inspect.ScanPIDs([]int{pid}, o)
+				if err != nil {
+					if !errors.Is(err, inspect.ErrNoProcess) {
+						r.Notes = append(r.Notes, err.Error())
+					}
+					continue
 				}
+				r.Processes = append(r.Processes, one.Processes...)
+				r.Notes = append(r.Notes, one.Notes...)
 			}
 		}
-		ps.Container = readContainer(p.PID)
-		ps.PreloadMapped = preloadMapped(p.PID)
-		s.Processes = append(s.Processes, ps)
+		sockets := 0
+		for i := range r.Processes {
+			p := &r.Processes[i]
+			if len(p.Sockets) == 0 {
+				continue
+			}
+			sockets += len(p.Sockets)
+			s.Processes = append(s.Processes, summarise(p))
+		}
+		for _, n := range r.Notes {
+			// Processes come and go; one that exits mid-scan is no problem.
+			if !strings.Contains(n, "exited during the scan") {
+				s.Notes = append(s.Notes, n)
+			}
+		}
+		if sockets >= bigNamespace {
+			// Return this namespace's dump before the next one is read, so
+			// the heap never holds two large namespaces.
+			runtime.GC()
+		}
 	}
+	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].PID < s.Processes[j].PID })
 	s.Duration = time.Since(start)
 	return s, nil
+}
+
+// bigNamespace is the socket count from which a namespace's memory is
+// handed back before the next namespace is read.
+const bigNamespace = 10000
+
+func summarise(p *inspect.Process) ProcessStats {
+	ps := ProcessStats{PID: p.PID, Comm: p.Comm, Sockets: map[inspect.Source]int{}}
+	for j := range p.Sockets {
+		sk := &p.Sockets[j]
+		ps.Sockets[sk.Keepalive.Source]++
+		if sk.State == "ESTABLISHED" {
+			ps.Established++
+		}
+		if sk.Verdict == inspect.AtRisk {
+			if sk.Keepalive.Enabled {
+				ps.AtRiskIdleTooLong++
+			} else {
+				ps.AtRiskKeepaliveOff++
+			}
+		}
+	}
+	ps.Container = readContainer(p.PID)
+	ps.PreloadMapped = preloadMapped(p.PID)
+	return ps
+}
+
+// pidsByNetns lists every process but this one, grouped by network
+// namespace. Processes whose namespace cannot be read are counted.
+func pidsByNetns() ([][]int, int, error) {
+	d, err := os.Open(procRoot)
+	if err != nil {
+		return nil, 0, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, 0, err
+	}
+	self := os.Getpid()
+	byNs := map[uint64][]int{}
+	var order []uint64
+	denied := 0
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil || pid == self {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(procRoot+"/"+n+"/ns/net", &st); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				denied++
+			}
+			continue
+		}
+		if _, ok := byNs[st.Ino]; !ok {
+			order = append(order, st.Ino)
+		}
+		byNs[st.Ino] = append(byNs[st.Ino], pid)
+	}
+	out := make([][]int, 0, len(order))
+	for _, ino := range order {
+		out = append(out, byNs[ino])
+	}
+	return out, denied, nil
 }
