@@ -110,9 +110,10 @@ func ScanNetns(path string, o Options) (*Report, error) {
 		return nil, n.err
 	}
 	p := Process{Netns: n.id, NetnsPath: path, Sysctl: n.sysctl, Sockets: make([]Socket, 0, len(n.sockets))}
-	for _, r := range n.sockets {
-		sk := newSocket(-1, r)
-		sk.setInferred(r.InetDiagMsg, n.sysctl)
+	for _, e := range n.sockets {
+		m := e.socket()
+		sk := newSocket(-1, &e)
+		sk.setInferred(&m, n.sysctl)
 		p.Sockets = append(p.Sockets, sk)
 	}
 	sort.Slice(p.Sockets, func(i, j int) bool { return p.Sockets[i].Inode < p.Sockets[j].Inode })
@@ -280,16 +281,17 @@ func (s *scan) join(p *proc) {
 	}
 	deniedOnce := false
 	for _, f := range p.fds {
-		r := p.ns.sockets[f.inode]
-		if r == nil {
+		e, ok := p.ns.sockets[f.inode]
+		if !ok {
 			continue // not TCP, or closed since the listing
 		}
-		sk := newSocket(f.fd, r)
+		r := e.socket()
+		sk := newSocket(f.fd, &e)
 		if exact {
 			o, err := pfd.read(f.fd)
 			switch {
 			case err == nil:
-				sk.setExact(o, r.InetDiagMsg)
+				sk.setExact(o, &r)
 			case errors.Is(err, unix.ESRCH):
 				p.gone = true
 				s.notef("pid %d exited during the scan; skipped", p.PID)
@@ -298,15 +300,15 @@ func (s *scan) join(p *proc) {
 				continue // closed since the listing
 			case denied(err):
 				exact, deniedOnce = false, true
-				sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+				sk.setInferred(&r, p.ns.sysctl)
 			default:
-				sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+				sk.setInferred(&r, p.ns.sysctl)
 			}
 		} else {
 			if !s.o.NoExact {
 				deniedOnce = true
 			}
-			sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+			sk.setInferred(&r, p.ns.sysctl)
 		}
 		p.Sockets = append(p.Sockets, sk)
 	}
