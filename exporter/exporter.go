@@ -174,28 +174,16 @@ func Scan(o inspect.Options) (*Snapshot, error) {
 	}
 	s := &Snapshot{Start: start}
 	if denied > 0 {
-		s.Notes = append(s.Notes, fmt.Sprintf("%d processes skipped: their namespaces cannot be read (run as root)", denied))
+		s.Notes = append(s.Notes, fmt.Sprintf("%d processes skipped: their descriptors or namespaces cannot be read (run as root, or grant CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE and CAP_SYS_ADMIN)", denied))
 	}
 	for _, pids := range groups {
-		r, err := inspect.ScanPIDs(pids, o)
+		r, err := scanGroup(pids, o, &s.Notes)
 		if errors.Is(err, inspect.ErrNoInetDiag) {
 			return nil, err
 		}
 		if err != nil {
-			// One process that cannot be read fails its whole group: read
-			// the others one by one.
-			r = &inspect.Report{}
-			for _, pid := range pids {
-				one, err := inspect.ScanPIDs([]int{pid}, o)
-				if err != nil {
-					if !errors.Is(err, inspect.ErrNoProcess) {
-						r.Notes = append(r.Notes, err.Error())
-					}
-					continue
-				}
-				r.Processes = append(r.Processes, one.Processes...)
-				r.Notes = append(r.Notes, one.Notes...)
-			}
+			s.Notes = append(s.Notes, err.Error())
+			continue
 		}
 		sockets := 0
 		for i := range r.Processes {
@@ -219,8 +207,55 @@ func Scan(o inspect.Options) (*Snapshot, error) {
 		}
 	}
 	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].PID < s.Processes[j].PID })
+	s.Notes = unique(s.Notes)
 	s.Duration = time.Since(start)
 	return s, nil
+}
+
+// scanGroup scans the processes of one namespace. ScanPIDs fails as a
+// whole when one process cannot be read; that process is left out with a
+// note and the rest scanned again (a few times at most: each try dumps the
+// namespace again). An error that names no process concerns the namespace.
+func scanGroup(pids []int, o inspect.Options, notes *[]string) (*inspect.Report, error) {
+	for try := 0; ; try++ {
+		r, err := inspect.ScanPIDs(pids, o)
+		if err == nil || errors.Is(err, inspect.ErrNoInetDiag) || try == 3 {
+			return r, err
+		}
+		bad := failedPID(err)
+		i := slices.Index(pids, bad)
+		if i < 0 {
+			return nil, err
+		}
+		*notes = append(*notes, err.Error())
+		pids = slices.Delete(slices.Clone(pids), i, i+1)
+		if len(pids) == 0 {
+			return &inspect.Report{}, nil
+		}
+	}
+}
+
+// failedPID reads the pid from an inspect error ("pid 42: ..."), or 0.
+func failedPID(err error) int {
+	rest, ok := strings.CutPrefix(err.Error(), "pid ")
+	if !ok {
+		return 0
+	}
+	n, _, _ := strings.Cut(rest, ":")
+	pid, _ := strconv.Atoi(n)
+	return pid
+}
+
+func unique(notes []string) []string {
+	seen := map[string]bool{}
+	out := notes[:0]
+	for _, n := range notes {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // bigNamespace is the socket count from which a namespace's memory is
@@ -271,6 +306,15 @@ func pidsByNetns() ([][]int, int, error) {
 		}
 		var st unix.Stat_t
 		if err := unix.Stat(procRoot+"/"+n+"/ns/net", &st); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				denied++
+			}
+			continue
+		}
+		// Without the right to list its descriptors (another user's
+		// process, no CAP_DAC_READ_SEARCH) a process would fail its whole
+		// namespace's scan: leave it out here.
+		if err := unix.Faccessat(unix.AT_FDCWD, procRoot+"/"+n+"/fd", unix.R_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
 			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 				denied++
 			}
