@@ -89,6 +89,9 @@ type Exporter struct {
 	// health check's proof that the loop is not stuck.
 	lastEnd atomic.Int64
 	lastErr atomic.Pointer[string]
+
+	// scan is Scan; tests replace it to hold a scan open.
+	scan func(inspect.Options) (*Snapshot, error)
 }
 
 // New returns an Exporter; call Run to start scanning.
@@ -102,7 +105,7 @@ func New(o Options) *Exporter {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Exporter{o: o, started: time.Now()}
+	e := &Exporter{o: o, started: time.Now(), scan: Scan}
 	e.lastEnd.Store(e.started.UnixNano())
 	return e
 }
@@ -124,7 +127,7 @@ func (e *Exporter) Run(ctx context.Context) {
 // ScanOnce runs one scan and publishes its snapshot. A failed scan keeps
 // the previous snapshot and counts a scan error.
 func (e *Exporter) ScanOnce() (*Snapshot, error) {
-	s, err := Scan(inspect.Options{MaxIdle: e.o.MaxIdle})
+	s, err := e.scan(inspect.Options{MaxIdle: e.o.MaxIdle})
 	e.scans.Add(1)
 	e.lastEnd.Store(time.Now().UnixNano())
 	if err != nil {

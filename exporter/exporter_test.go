@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/testenv"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -135,5 +137,40 @@ func TestServeShutdown(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Fatal("still serving after shutdown")
+	}
+}
+
+// A scrape is answered from the last snapshot while a scan is in progress:
+// the scan below is held open until the scrape has returned.
+func TestScrapeDoesNotWaitForScan(t *testing.T) {
+	e := New(Options{Interval: time.Hour})
+	first := &Snapshot{Processes: []ProcessStats{{PID: 4242, Comm: "held", AtRiskKeepaliveOff: 2}}}
+	e.snap.Store(first)
+	entered, release := make(chan struct{}), make(chan struct{})
+	e.scan = func(inspect.Options) (*Snapshot, error) {
+		close(entered)
+		<-release
+		return &Snapshot{}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	<-entered
+	srv := httptest.NewServer(e.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `kadiag_tcp_at_risk_connections{comm="held",container_id="",pid="4242",pod_uid="",reason="keepalive_off"} 2`) {
+		t.Fatalf("scrape during a scan did not serve the last snapshot:\n%s", body)
+	}
+	close(release)
+	cancel()
+	<-done
+	if e.Snapshot() == first {
+		t.Fatal("the finished scan was not published")
 	}
 }
