@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,12 +86,18 @@ func TestCapabilities(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { e.Process.Kill(); e.Wait() }()
-		var log strings.Builder
+		var (
+			mu  sync.Mutex
+			buf strings.Builder
+		)
+		logText := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
 		addr := make(chan string, 1)
 		go func() {
 			sc := bufio.NewScanner(errPipe)
 			for sc.Scan() {
-				log.WriteString(sc.Text() + "\n")
+				mu.Lock()
+				buf.WriteString(sc.Text() + "\n")
+				mu.Unlock()
 				if _, a, ok := strings.Cut(sc.Text(), " addr="); ok {
 					addr <- strings.Fields(a)[0]
 				}
@@ -113,14 +120,14 @@ func TestCapabilities(t *testing.T) {
 					// Two scans done: the snapshot is complete.
 					if m := re.FindStringSubmatch(string(b)); m != nil {
 						n, _ := strconv.Atoi(m[1])
-						return n, log.String()
+						return n, logText()
 					}
-					return 0, log.String()
+					return 0, logText()
 				}
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Fatalf("exporter with %v finished no scans:\n%s", caps, log.String())
+		t.Fatalf("exporter with %v finished no scans:\n%s", caps, logText())
 		return 0, ""
 	}
 
