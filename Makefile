@@ -39,3 +39,27 @@ bench: deps build
 
 clean:
 	rm -rf bin
+
+## preload: rebuild the committed LD_PRELOAD libraries (x86_64 glibc and musl,
+## aarch64 glibc) reproducibly; preload/preload_test.go fails when they are stale.
+## Flags: no build-id, stripped, source paths mapped away, so the bytes depend
+## only on the source and the compiler versions recorded in lib/TOOLCHAIN.
+PRELOAD_OUT     ?= preload/lib
+PRELOAD_SRC     := preload/src/keepalive.c
+PRELOAD_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -O2 -fPIC -fvisibility=hidden \
+	-fno-stack-protector -ffile-prefix-map=$(CURDIR)/=
+PRELOAD_LDFLAGS := -shared -s -Wl,--build-id=none -Wl,-z,noexecstack -Wl,--hash-style=both
+# glibc < 2.34 keeps dlsym in libdl.so.2: name it so the library loads there too.
+PRELOAD_GLIBC   := -Wl,--no-as-needed -l:libdl.so.2
+.PHONY: preload
+preload:
+	@mkdir -p $(PRELOAD_OUT)/amd64-glibc $(PRELOAD_OUT)/amd64-musl $(PRELOAD_OUT)/arm64-glibc
+	gcc $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) -o $(PRELOAD_OUT)/amd64-glibc/libkadiag_keepalive.so \
+		$(PRELOAD_SRC) $(PRELOAD_GLIBC)
+	musl-gcc $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) -o $(PRELOAD_OUT)/amd64-musl/libkadiag_keepalive.so \
+		$(PRELOAD_SRC)
+	aarch64-linux-gnu-gcc $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) \
+		-o $(PRELOAD_OUT)/arm64-glibc/libkadiag_keepalive.so $(PRELOAD_SRC) $(PRELOAD_GLIBC)
+	@sha256sum $(PRELOAD_SRC) | sed 's| .*/| |' > $(PRELOAD_OUT)/SOURCES.sha256
+	@{ gcc --version | head -1; musl-gcc --version | head -1; aarch64-linux-gnu-gcc --version | head -1; } \
+		> $(PRELOAD_OUT)/TOOLCHAIN

@@ -24,9 +24,10 @@ type namespace struct {
 	same bool           // the caller's own namespace: no setns, works unprivileged
 	h    netns.NsHandle // held open from discovery to dump, so it cannot vanish
 
-	sockets map[uint64]diagEntry
-	sysctl  Sysctl
-	err     error // the dump failed: every process in it fails
+	sockets     map[uint64]diagEntry
+	sysctl      Sysctl
+	err         error // the dump failed: every process in it fails
+	interrupted bool  // the dump kept being interrupted: it may lack sockets
 }
 
 // selfNetns returns the caller's network namespace inode.
@@ -77,7 +78,7 @@ func (n *namespace) load() {
 		defer ns.Close()
 	}
 	n.h = netns.None()
-	n.sockets, n.err = dump(ns, n.same, n.id)
+	n.sockets, n.interrupted, n.err = dump(ns, n.same, n.id)
 	if n.err != nil {
 		return
 	}
@@ -88,7 +89,7 @@ func (n *namespace) load() {
 // decoded message by message into diagEntry values as it arrives, so a
 // namespace with 100,000 sockets costs a few MB, not one heap object per
 // field per socket as the library's SocketDiagTCPInfo result would.
-func dump(ns netns.NsHandle, same bool, id string) (map[uint64]diagEntry, error) {
+func dump(ns netns.NsHandle, same bool, id string) (_ map[uint64]diagEntry, interrupted bool, _ error) {
 	cur := netns.None()
 	if same {
 		ns = netns.None() // no switch: the caller's own namespace
@@ -99,12 +100,12 @@ func dump(ns netns.NsHandle, same bool, id string) (map[uint64]diagEntry, error)
 	if err != nil {
 		// The library flattens the setns error into text.
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || strings.Contains(err.Error(), unix.EPERM.Error()) {
-			return nil, fmt.Errorf("enter network namespace %s: %w (run as root, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
+			return nil, false, fmt.Errorf("enter network namespace %s: %w (run as root, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
 		}
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
-			return nil, fmt.Errorf("%w (load the inet_diag and tcp_diag modules)", ErrNoInetDiag)
+			return nil, false, fmt.Errorf("%w (load the inet_diag and tcp_diag modules)", ErrNoInetDiag)
 		}
-		return nil, fmt.Errorf("inet_diag socket in %s: %w", id, err)
+		return nil, false, fmt.Errorf("inet_diag socket in %s: %w", id, err)
 	}
 	defer sock.Close()
 	handles := map[int]*nl.SocketHandle{unix.NETLINK_INET_DIAG: {Socket: sock}}
@@ -126,17 +127,19 @@ func dump(ns netns.NsHandle, same bool, id string) (map[uint64]diagEntry, error)
 				break
 			}
 		}
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			interrupted = true
+		} else if err != nil {
 			if fam == unix.AF_INET6 && (errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.ENOENT)) {
 				break // IPv6 is not built into this kernel: no inet6 sockets exist.
 			}
 			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPROTONOSUPPORT) {
-				return nil, fmt.Errorf("%w (load the tcp_diag module)", ErrNoInetDiag)
+				return nil, false, fmt.Errorf("%w (load the tcp_diag module)", ErrNoInetDiag)
 			}
-			return nil, fmt.Errorf("inet_diag dump in %s: %w", id, err)
+			return nil, false, fmt.Errorf("inet_diag dump in %s: %w", id, err)
 		}
 	}
-	return out, nil
+	return out, interrupted, nil
 }
 
 // sysctlNames are read in this order into Sysctl.

@@ -19,7 +19,7 @@ type lab struct {
 	serverProc     *started
 }
 
-func newLab(t *testing.T, subnet int) *lab {
+func newLab(t testing.TB, subnet int) *lab {
 	t.Helper()
 	testenv.Privileged(t)
 	testenv.Need(t, "nsenter")
@@ -313,6 +313,21 @@ func TestScanAllSharesOneDumpPerNetns(t *testing.T) {
 	l := newLab(t, 64)
 	a := start(t, helper(l.client, "dial4,"+l.link.A4+":8080,ka=1,idle=10"))
 	b := start(t, helper(l.client, "dial6,["+l.link.A6+"]:8080"))
+	// Processes of one namespace share one namespace entry, so one dump.
+	s := newScan(Options{})
+	for _, pid := range []int{a.pid, b.pid, l.serverProc.pid} {
+		if err := s.addProcess(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.nss) != 2 || s.procs[0].ns != s.procs[1].ns {
+		t.Errorf("%d namespaces for two clients and a server, want 2, shared by the clients", len(s.nss))
+	}
+	for _, n := range s.nss {
+		if n.h.IsOpen() {
+			n.h.Close()
+		}
+	}
 	r, err := ScanAll(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -384,6 +399,72 @@ func TestProcessExitsMidScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := s.report()
+	if len(r.Processes) != 1 || r.Processes[0].PID != stay.pid || len(r.Processes[0].Sockets) != 1 {
+		t.Errorf("processes %+v", r.Processes)
+	}
+	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], fmt.Sprintf("pid %d exited during the scan", gone.pid)) {
+		t.Errorf("notes %q", r.Notes)
+	}
+}
+
+// TestListenerInheritance checks what the listener row promises: accepted
+// sockets carry the listener's keepalive options.
+func TestListenerInheritance(t *testing.T) {
+	l := newLab(t, 66)
+	srv := start(t, helper(l.server, "serve,[::]:8081,ka=1,idle=50,intvl=6,cnt=3,ut=4000"))
+	start(t, helper(l.client, "dial4,"+l.link.A4+":8081"))
+	var p Process
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if p, err = PID(srv.pid, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Sockets) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(p.Sockets) != 2 {
+		t.Fatalf("server sockets %+v", p.Sockets)
+	}
+	lis, acc := p.Sockets[0], p.Sockets[1]
+	if lis.State != "LISTEN" || acc.State != "ESTABLISHED" {
+		t.Fatalf("sockets %+v", p.Sockets)
+	}
+	want := Keepalive{Enabled: true, IdleS: 50, IntervalS: 6, Count: 3, UserTimeoutMs: 4000, Source: Exact}
+	got := acc.Keepalive
+	got.TimerArmed, got.NextProbeMs = false, 0
+	if lis.Keepalive != want || got != want || !acc.Keepalive.TimerArmed {
+		t.Errorf("listener %+v, accepted %+v, want %+v", lis.Keepalive, acc.Keepalive, want)
+	}
+	if lis.Reason != "accepted sockets inherit keepalive on, first probe after 50s" || acc.Verdict != OK {
+		t.Errorf("listener reason %q, accepted verdict %s", lis.Reason, acc.Verdict)
+	}
+}
+
+// TestProcessExitsBetweenListingAndDuplication ends a process (left a
+// zombie) after its descriptors were listed and before they are duplicated:
+// it is skipped with a note, not shown without sockets.
+func TestProcessExitsBetweenListingAndDuplication(t *testing.T) {
+	l := newLab(t, 68)
+	stay := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
+	gone := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
+	testHookAfterListing = func() {
+		gone.cmd.Process.Kill()
+		// Wait until it is a zombie: its descriptors are closed then.
+		for i := 0; i < 200; i++ {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", gone.pid))
+			if strings.Contains(string(b), ") Z ") {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Error("killed helper never became a zombie")
+	}
+	defer func() { testHookAfterListing = nil }()
+	r, err := ScanPIDs([]int{stay.pid, gone.pid}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(r.Processes) != 1 || r.Processes[0].PID != stay.pid || len(r.Processes[0].Sockets) != 1 {
 		t.Errorf("processes %+v", r.Processes)
 	}
