@@ -20,6 +20,7 @@ import (
 
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/testenv"
+	"github.com/kadiag/kadiag/preload"
 )
 
 // expProc is a test program driven line by line over stdin.
@@ -385,6 +386,19 @@ func TestExporterPrometheus(t *testing.T) {
 	a := startLines(t, client.Command(py, "testdata/conn_client.py", link.A4, "8080"))
 	inPod := moveToFakePod(t, a.pid, podUID, ctrID)
 	b := startLines(t, client.Command(py, "testdata/conn_client.py", link.A6, "8080"))
+	// d runs with kadiag's real preload library, which turns keepalive on
+	// (first probe after 60 s): its connections are not at risk.
+	target, err := preload.Resolve(preload.Auto, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := preload.Extract(t.TempDir(), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := client.Command(py, "testdata/conn_client.py", link.A4, "8080")
+	dc.Env = append(os.Environ(), "LD_PRELOAD="+lib)
+	d := startLines(t, dc)
 
 	// check compares Prometheus with the oracle and with what the clients
 	// built (want, by pid; a pid not in want must have no series).
@@ -432,12 +446,24 @@ func TestExporterPrometheus(t *testing.T) {
 
 	a.do(t, "open off 3", "open long 2", "open short 2")
 	b.do(t, "open off 1")
-	pids := []int{srv.pid, a.pid, b.pid}
+	d.do(t, "open off 2")
+	pids := []int{srv.pid, a.pid, b.pid, d.pid}
 	check("step 1", pids, map[int]procCounts{
-		srv.pid: {Off: 8}, // accepted sockets inherit the listener's keepalive off
+		srv.pid: {Off: 10}, // accepted sockets inherit the listener's keepalive off
 		a.pid:   {Off: 3, Long: 2},
 		b.pid:   {Off: 1},
+		d.pid:   {},
 	})
+	for _, pid := range []int{a.pid, d.pid} {
+		want := "0"
+		if pid == d.pid {
+			want = "1"
+		}
+		got := promQuery(t, prom, fmt.Sprintf(`kadiag_preload_mapped{pid="%d"}`, pid))
+		if len(got) != 1 || got[0].Value[1] != want {
+			t.Errorf("kadiag_preload_mapped for pid %d: %+v, want %s", pid, got, want)
+		}
+	}
 
 	a.do(t, "close off 2", "close long 1", "open long 3", "close short 1")
 	b.do(t, "open long 2")
@@ -445,10 +471,11 @@ func TestExporterPrometheus(t *testing.T) {
 	c.do(t, "open off 2")
 	pids = append(pids, c.pid)
 	check("step 2", pids, map[int]procCounts{
-		srv.pid: {Off: 15}, // hold_server never closes: closed ones wait in CLOSE_WAIT
+		srv.pid: {Off: 17}, // hold_server never closes: closed ones wait in CLOSE_WAIT
 		a.pid:   {Off: 1, Long: 4},
 		b.pid:   {Off: 1, Long: 2},
 		c.pid:   {Off: 2},
+		d.pid:   {},
 	})
 
 	// A process that exits, and one that closes its last connection, leave
@@ -456,8 +483,9 @@ func TestExporterPrometheus(t *testing.T) {
 	b.stop()
 	c.do(t, "close off 2")
 	check("step 3", pids, map[int]procCounts{
-		srv.pid: {Off: 15},
+		srv.pid: {Off: 17},
 		a.pid:   {Off: 1, Long: 4},
+		d.pid:   {},
 	})
 
 	// promtool lints the exporter's output with process series in it.
