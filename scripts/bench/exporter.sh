@@ -2,7 +2,7 @@
 # Benchmark: kadiag exporter's node-wide scan against `ss -tonie -p` over the
 # same 100,000 TCP sockets in the same run. A test netns (made here, with a
 # widened ip_local_port_range) holds PAIRS server and PAIRS client processes
-# (scripts/bench/sockhold.c), PER connections each: by default 200 processes,
+# (scripts/bench/exporter-load.c), PER connections each: by default 200 processes,
 # 50,000 connections, 100,000 sockets. The exporter runs as it does in
 # production (scanning every process on the host every --interval) and its
 # own /metrics give each scan's duration, its RSS and Go heap. ss runs
@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 CGO_ENABLED=0 go build -trimpath -o "$work/kadiag" ./cmd/kadiag
-gcc -O2 -Wall -o "$work/sockhold" scripts/bench/sockhold.c
+gcc -O2 -Wall -o "$work/exporter-load" scripts/bench/exporter-load.c
 
 ip netns add "$ns"
 ip -n "$ns" link set lo up
@@ -46,15 +46,15 @@ ip netns exec "$ns" sysctl -qw net.ipv4.tcp_max_syn_backlog=4096
 
 mkfifo "$work/in"
 ulimit -n $((PER + 64))
-ip netns exec "$ns" "$work/sockhold" "$PAIRS" "$PER" 20000 <"$work/in" >"$work/hold.out" &
+ip netns exec "$ns" "$work/exporter-load" "$PAIRS" "$PER" 20000 <"$work/in" >"$work/hold.out" &
 hold_pid=$!
 exec 3>"$work/in"
 for _ in $(seq 600); do
 	grep -q ready "$work/hold.out" 2>/dev/null && break
-	kill -0 "$hold_pid" 2>/dev/null || { echo "exporter bench: sockhold failed" >&2; exit 1; }
+	kill -0 "$hold_pid" 2>/dev/null || { echo "exporter bench: exporter-load failed" >&2; exit 1; }
 	sleep 0.1
 done
-grep -q ready "$work/hold.out" || { echo "exporter bench: sockhold not ready after 60s" >&2; exit 1; }
+grep -q ready "$work/hold.out" || { echo "exporter bench: exporter-load not ready after 60s" >&2; exit 1; }
 sockets=$(ip netns exec "$ns" ss -Htan | wc -l)
 echo "load: $((2 * PAIRS)) processes, $sockets TCP sockets in netns $ns (host: $(nproc) cores)"
 

@@ -1,10 +1,10 @@
-/* sockhold: the exporter benchmark's load. Forks PAIRS server processes
+/* exporter-load: the exporter benchmark's load. Forks PAIRS server processes
  * (each listens on 127.0.0.1:BASE+i and accepts PER connections) and PAIRS
  * client processes (each opens PER connections to its server): 2*PAIRS
  * processes holding 2*PAIRS*PER TCP sockets. A third of the client
  * connections have keepalive off, a third a 600 s first probe, a third
  * 30 s, so the scan judges all kinds. Prints "ready" when every connection
- * is up and holds them until stdin closes. Usage: sockhold PAIRS PER BASE */
+ * is up and holds them until stdin closes. Usage: exporter-load PAIRS PER BASE */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,7 +25,7 @@ static void hold(int ready) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 4) { fprintf(stderr, "usage: sockhold PAIRS PER BASEPORT\n"); return 2; }
+	if (argc != 4) { fprintf(stderr, "usage: exporter-load PAIRS PER BASEPORT\n"); return 2; }
 	int pairs = atoi(argv[1]), per = atoi(argv[2]), base = atoi(argv[3]);
 	int p[2];
 	if (pipe(p)) die("pipe");
@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
 	close(p[1]);
 	char c;
 	for (int n = 0; n < 2 * pairs; n++)
-		if (read(p[0], &c, 1) != 1) { fprintf(stderr, "sockhold: a child failed\n"); goto out; }
+		if (read(p[0], &c, 1) != 1) { fprintf(stderr, "exporter-load: a child failed\n"); goto out; }
 	printf("ready\n");
 	fflush(stdout);
 	while (read(0, &c, 1) > 0) {}
