@@ -16,6 +16,7 @@ import (
 
 	"github.com/kadiag/kadiag/exporter"
 	"github.com/kadiag/kadiag/internal/testenv"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -80,6 +81,9 @@ type manifests struct {
 	serviceMonitor map[string]any
 	rule           map[string]any
 	kustomization  map[string]any
+	// The CRDs again, as the Prometheus Operator's own API types.
+	typedMonitor monitoringv1.ServiceMonitor
+	typedRule    monitoringv1.PrometheusRule
 }
 
 func load(t *testing.T) *manifests {
@@ -102,8 +106,10 @@ func load(t *testing.T) *manifests {
 			strict(t, d, &m.svc)
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			strict(t, d, &m.serviceMonitor)
+			strict(t, d, &m.typedMonitor)
 		case "monitoring.coreos.com/v1/PrometheusRule":
 			strict(t, d, &m.rule)
+			strict(t, d, &m.typedRule)
 		case "kustomize.config.k8s.io/v1beta1/Kustomization":
 			strict(t, d, &m.kustomization)
 		default:
@@ -256,11 +262,15 @@ func TestManifests(t *testing.T) {
 	if ep["port"] != "metrics" || ep["path"] != "/metrics" {
 		t.Errorf("ServiceMonitor endpoint %v", ep)
 	}
-	allowed := map[string]bool{"port": true, "path": true, "interval": true, "scrapeTimeout": true, "relabelings": true}
-	for k := range ep {
-		if !allowed[k] {
-			t.Errorf("ServiceMonitor endpoint field %q is not one this test knows from the CRD", k)
-		}
+
+	// The operator's types agree: relabeling of the node label, one group.
+	tm := m.typedMonitor
+	if len(tm.Spec.Endpoints) != 1 || len(tm.Spec.Endpoints[0].RelabelConfigs) != 1 ||
+		tm.Spec.Endpoints[0].RelabelConfigs[0].TargetLabel != "node" {
+		t.Errorf("ServiceMonitor endpoints %+v: want one, relabelling the pod's node into label node", tm.Spec.Endpoints)
+	}
+	if len(m.typedRule.Spec.Groups) != 1 || len(m.typedRule.Spec.Groups[0].Rules) == 0 {
+		t.Errorf("PrometheusRule groups %+v", m.typedRule.Spec.Groups)
 	}
 
 	// Kustomization lists every manifest.
