@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/kadiag/kadiag/reports"
 	"github.com/spf13/cobra"
@@ -10,6 +11,7 @@ import (
 // globalFlags are the flags every command shares.
 type globalFlags struct {
 	output string
+	report string
 }
 
 var global globalFlags
@@ -43,7 +45,8 @@ Exit codes: 0 ok, 1 a check failed, 2 an error.`,
 			return err
 		},
 	}
-	root.PersistentFlags().StringVarP(&global.output, "output", "o", "table", "output format: table, json or junit")
+	root.PersistentFlags().StringVarP(&global.output, "output", "o", "table", "output format: table, json, junit, markdown or html")
+	root.PersistentFlags().StringVar(&global.report, "report", "", "write the report to FILE (atomically) instead of stdout, e.g. -o html --report kadiag.html")
 	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, f := range reports.Formats {
@@ -76,11 +79,15 @@ func (e usageError) Error() string {
 
 func (e usageError) Unwrap() error { return e.err }
 
-// render writes r in the format chosen with --output to the command's stdout.
+// render writes r in the format chosen with --output to the command's
+// stdout, or with --report to a file, atomically.
 func render(cmd *cobra.Command, r reports.Report) error {
 	f, err := reports.ParseFormat(global.output)
 	if err != nil {
 		return err
+	}
+	if global.report != "" {
+		return reports.WriteFile(global.report, func(w io.Writer) error { return reports.Render(w, f, r) })
 	}
 	return reports.Render(cmd.OutOrStdout(), f, r)
 }
