@@ -71,7 +71,7 @@ func (s Sockets) Document() Document {
 	}
 	if len(timelines) > 0 {
 		d.Sections = append(d.Sections, Section{Heading: "What happens when each connection goes idle",
-			Text: []string{"From the last packet on: the keepalive probes the socket's settings send, against the moment the middlebox forgets a silent flow."},
+			Text:      []string{"From the last packet on: the keepalive probes the socket's settings send, against the moment the middlebox forgets a silent flow."},
 			Timelines: timelines})
 	}
 	if len(s.Notes) > 0 {
