@@ -65,8 +65,8 @@ type Result struct {
 // Preload is the part of `kadiag preload check` that doctor shows.
 type Preload struct {
 	// Requested: LD_PRELOAD names libkadiag_keepalive.
-	Requested bool `json:"requested"`
-	Mapped    bool `json:"mapped"`
+	Requested bool   `json:"requested"`
+	Mapped    bool   `json:"mapped"`
 	Path      string `json:"path,omitempty"`
 	// Effective: loaded and every TCP socket carries its settings.
 	Effective bool `json:"effective"`

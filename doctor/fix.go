@@ -135,7 +135,7 @@ func sysctlFix(r *Result, idle time.Duration) Fix {
 	if off == 0 && onOwn == 0 && onDefault > 0 {
 		return Fix{Kind: "sysctl", Title: "Lower the namespace's keepalive time: these sockets already have keepalive on", Lang: "sh",
 			Text: fmt.Sprintf("sysctl -w net.ipv4.tcp_keepalive_time=%d   # inside the process's network namespace\n# Kubernetes (1.29+, a safe sysctl): spec.securityContext.sysctls: [{name: net.ipv4.tcp_keepalive_time, value: \"%d\"}]\n", secs, secs),
-			Why: "the at-risk sockets turned SO_KEEPALIVE on but kept the kernel's idle time, which the sysctl sets; it is per network namespace, so set it where the process runs and restart nothing"}
+			Why:  "the at-risk sockets turned SO_KEEPALIVE on but kept the kernel's idle time, which the sysctl sets; it is per network namespace, so set it where the process runs and restart nothing"}
 	}
 	why := fmt.Sprintf("net.ipv4.tcp_keepalive_time, _intvl and _probes (per network namespace; Kubernetes safe sysctls since 1.29) only time the probes of sockets that turned SO_KEEPALIVE on. %d at-risk socket(s) of this process have keepalive off, so no sysctl value makes them send a probe", off)
 	if off == 0 {
