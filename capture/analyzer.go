@@ -1,0 +1,162 @@
+package capture
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/kadiag/kadiag/middlebox"
+)
+
+// Options set the checks a capture is judged by.
+type Options struct {
+	// MaxIdle is the middlebox's idle limit: a flow that stays silent this
+	// long is at risk (middlebox.DefaultIdle when zero).
+	MaxIdle time.Duration
+	// ProbesEvery, when set, fails every flow that stayed silent longer than
+	// this while open (--assert-probes-every).
+	ProbesEvery time.Duration
+	// Ports, when set, keeps only flows with one of these ports on either
+	// side (live capture of one process).
+	Ports map[uint16]bool
+}
+
+// Analyzer follows TCP flows packet by packet. Feed it frames in capture
+// order, then call Result. It is not safe for concurrent use.
+type Analyzer struct {
+	opts    Options
+	dec     *decoder
+	flows   map[flowKey]*flow
+	done    []*flow // flows replaced by a new connection on the same ports
+	seg     segment
+	order   int
+	stats   Summary
+	first   int64
+	last    int64
+	badLink map[layers.LinkType]bool
+}
+
+// NewAnalyzer returns an empty analyzer.
+func NewAnalyzer(opts Options) *Analyzer {
+	if opts.MaxIdle <= 0 {
+		opts.MaxIdle = middlebox.DefaultIdle
+	}
+	return &Analyzer{opts: opts, dec: newDecoder(), flows: map[flowKey]*flow{}, badLink: map[layers.LinkType]bool{}}
+}
+
+// Feed analyses one captured frame of the given link type. data may be
+// reused by the caller once Feed returns.
+func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo) {
+	a.stats.Packets++
+	ts := ci.Timestamp.UnixNano()
+	if a.first == 0 || ts < a.first {
+		a.first = ts
+	}
+	if ts > a.last {
+		a.last = ts
+	}
+	if ci.CaptureLength < ci.Length {
+		a.stats.SnaplenCut++
+	}
+	s := &a.seg
+	switch a.dec.decode(lt, data, s) {
+	case notTCP:
+		return
+	case truncatedTCP:
+		a.stats.TruncatedTCP++
+		return
+	case badLinkType:
+		a.badLink[lt] = true
+		a.stats.UnknownLinkType++
+		return
+	}
+	if a.opts.Ports != nil && !a.opts.Ports[s.src.port] && !a.opts.Ports[s.dst.port] {
+		return
+	}
+	a.stats.TCPPackets++
+	s.ts = ts
+	key := flowKey{s.src, s.dst}
+	if s.dst.less(s.src) {
+		key = flowKey{s.dst, s.src}
+	}
+	f := a.flows[key]
+	if f != nil && s.flags&(flagSYN|flagACK) == flagSYN {
+		// A new SYN on the ports of a finished connection, or with another
+		// initial sequence number, starts a new connection (Wireshark starts
+		// a new tcp.stream the same way).
+		fd := f.dirIndex(s.src)
+		if f.closed || (f.dir[fd].baseSet && f.dir[fd].base != s.seq) {
+			a.done = append(a.done, f)
+			f = nil
+		}
+	}
+	if f == nil {
+		f = newFlow(s.src, s.dst, a.order)
+		a.order++
+		a.flows[key] = f
+	}
+	f.add(s, f.dirIndex(s.src))
+}
+
+func (f *flow) dirIndex(src endpoint) int {
+	if f.ep[0] == src {
+		return 0
+	}
+	return 1
+}
+
+// Result reports every flow seen so far. end is when the capture ended
+// (zero: the last packet's time); it bounds the silence of flows still open.
+func (a *Analyzer) Result(end time.Time) *Result {
+	endNs := a.last
+	if !end.IsZero() {
+		endNs = max(end.UnixNano(), a.last)
+	}
+	all := append([]*flow(nil), a.done...)
+	for _, f := range a.flows {
+		all = append(all, f)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].order < all[j].order })
+	maxIdle := a.opts.MaxIdle
+	r := &Result{
+		Schema:   Schema,
+		MaxIdleS: maxIdle.Seconds(),
+		Flows:    make([]Flow, 0, len(all)),
+	}
+	if a.opts.ProbesEvery > 0 {
+		r.AssertProbesEveryS = a.opts.ProbesEvery.Seconds()
+	}
+	if a.first != 0 {
+		r.Start = time.Unix(0, a.first).UTC()
+		r.End = time.Unix(0, endNs).UTC()
+	}
+	for lt := range a.badLink {
+		r.Notes = append(r.Notes, "frames of link type "+lt.String()+" skipped: kadiag reads Ethernet, Linux SLL/SLL2, raw IP and BSD loopback")
+	}
+	if a.stats.SnaplenCut > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d packets were captured shorter than sent (snaplen); analysed from their headers", a.stats.SnaplenCut))
+	}
+	if a.stats.TruncatedTCP > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d TCP packets were cut inside the TCP header and skipped: capture with a snaplen of at least 128 bytes (tcpdump -s 128)", a.stats.TruncatedTCP))
+	}
+	sum := a.stats
+	for _, f := range all {
+		fl := f.report(endNs, a.opts)
+		switch fl.Verdict {
+		case VerdictOK:
+			sum.OK++
+		case VerdictAtRisk:
+			sum.AtRisk++
+		}
+		if fl.Assertion == AssertFail {
+			sum.AssertFailed++
+		}
+		sum.Probes += fl.Probes
+		r.Flows = append(r.Flows, fl)
+	}
+	sum.Flows = len(r.Flows)
+	r.Summary = sum
+	return r
+}

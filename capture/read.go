@@ -1,0 +1,192 @@
+package capture
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// ErrFormat is returned (wrapped in a *FormatError) for input that is not a
+// readable pcap or pcapng capture.
+var ErrFormat = errors.New("bad capture file")
+
+// FormatError is a capture file that could not be read to its end: the
+// problem and the byte offset where it was found.
+type FormatError struct {
+	Name string
+	// Offset is the byte offset of the record that could not be read; in a
+	// gzip-compressed file it counts decompressed bytes.
+	Offset     int64
+	Compressed bool
+	// Packets is how many packets were read before the problem.
+	Packets uint64
+	Err     error
+}
+
+// Error names the file, the problem and the byte offset in one line.
+func (e *FormatError) Error() string {
+	where := fmt.Sprintf("at byte offset %d", e.Offset)
+	if e.Compressed {
+		where += " of the decompressed data"
+	}
+	msg := fmt.Sprintf("%s: %v %s", e.Name, e.Err, where)
+	if e.Packets > 0 {
+		msg += fmt.Sprintf(" (after %d packets; the report covers them)", e.Packets)
+	}
+	return msg
+}
+
+// Unwrap makes errors.Is match both ErrFormat and the underlying cause
+// (such as io.ErrUnexpectedEOF).
+func (e *FormatError) Unwrap() []error { return []error{ErrFormat, e.Err} }
+
+// Capture file magic numbers, as the first four bytes read little-endian.
+const (
+	magicPcapMicro   = 0xa1b2c3d4
+	magicPcapNano    = 0xa1b23c4d
+	magicPcapMicroBE = 0xd4c3b2a1
+	magicPcapNanoBE  = 0x4d3cb2a1
+	magicPcapng      = 0x0a0d0d0a
+	magicPcapKuznet  = 0xa1b2cd34
+)
+
+// ReadFile analyses a pcap or pcapng file, gzip-compressed or not.
+func ReadFile(path string, opts Options) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open capture: %w", err)
+	}
+	defer f.Close()
+	return Read(f, path, opts)
+}
+
+// countingReader counts the bytes its reader has delivered.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// packetSource is what pcapgo's two readers have in common.
+type packetSource interface {
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+}
+
+// Read analyses a capture streamed from r; name is used in errors. When the
+// input breaks off after some packets, Read returns the report of what was
+// read (with ReadError set) together with a *FormatError.
+func Read(r io.Reader, name string, opts Options) (res *Result, err error) {
+	raw := bufio.NewReaderSize(r, 64<<10)
+	counter := &countingReader{r: raw}
+	compressed := false
+	if m, _ := raw.Peek(2); len(m) == 2 && m[0] == 0x1f && m[1] == 0x8b {
+		gz, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, &FormatError{Name: name, Err: fmt.Errorf("gzip: %w", err)}
+		}
+		counter.r = gz
+		compressed = true
+	}
+	// pcapgo wraps its input in bufio.NewReader, which hands back a
+	// *bufio.Reader that is large enough: so this buffer is the only one
+	// above the counter, and the offset consumed is exact.
+	src := bufio.NewReaderSize(counter, 1<<20)
+	offset := func() int64 { return counter.n - int64(src.Buffered()) }
+	fail := func(off int64, packets uint64, e error) *FormatError {
+		return &FormatError{Name: name, Offset: off, Compressed: compressed, Packets: packets, Err: e}
+	}
+
+	head, perr := src.Peek(4)
+	if len(head) == 0 {
+		if perr == nil || perr == io.EOF {
+			return nil, fail(0, 0, errors.New("empty file, not a pcap or pcapng capture"))
+		}
+		return nil, fail(0, 0, perr)
+	}
+	if len(head) < 4 {
+		return nil, fail(0, 0, fmt.Errorf("only %d bytes, too short for a pcap or pcapng header", len(head)))
+	}
+	var (
+		source packetSource
+		pcapLT layers.LinkType
+		isNg   bool
+	)
+	switch magic := binary.LittleEndian.Uint32(head); magic {
+	case magicPcapMicro, magicPcapNano, magicPcapMicroBE, magicPcapNanoBE:
+		pr, err := pcapgo.NewReader(src)
+		if err != nil {
+			return nil, fail(0, 0, fmt.Errorf("pcap header: %w", readErr(err)))
+		}
+		source, pcapLT = pr, pr.LinkType()
+	case magicPcapng:
+		nr, err := pcapgo.NewNgReader(src, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			return nil, fail(0, 0, fmt.Errorf("pcapng section header: %w", readErr(err)))
+		}
+		source, isNg = nr, true
+	case magicPcapKuznet:
+		return nil, fail(0, 0, errors.New("modified (Kuznetzov) pcap format is not supported: convert it with 'editcap -F pcap IN OUT'"))
+	default:
+		return nil, fail(0, 0, fmt.Errorf("unknown magic 0x%08x: not a pcap or pcapng capture (write one with tcpdump -w or kadiag capture --write)", magic))
+	}
+
+	a := NewAnalyzer(opts)
+	recordStart := offset()
+	defer func() {
+		// pcapgo validates what it reads; this is the last line of defence so
+		// a hostile file gives an error, never a crash.
+		if p := recover(); p != nil {
+			res = a.Result(time.Time{})
+			res.Source = name
+			ferr := fail(recordStart, a.stats.Packets, fmt.Errorf("unreadable record (%v)", p))
+			res.ReadError = ferr.Error()
+			err = ferr
+		}
+	}()
+	for {
+		data, ci, rerr := source.ZeroCopyReadPacketData()
+		if rerr != nil {
+			if rerr == io.EOF {
+				break
+			}
+			res = a.Result(time.Time{})
+			res.Source = name
+			ferr := fail(recordStart, a.stats.Packets, readErr(rerr))
+			res.ReadError = ferr.Error()
+			return res, ferr
+		}
+		lt := pcapLT
+		if isNg && len(ci.AncillaryData) > 0 {
+			if t, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+				lt = t
+			}
+		}
+		a.Feed(lt, data, ci)
+		recordStart = offset()
+	}
+	res = a.Result(time.Time{})
+	res.Source = name
+	return res, nil
+}
+
+// readErr words pcapgo's errors for people.
+func readErr(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+		return fmt.Errorf("file ends in the middle of a record (truncated capture?): %w", io.ErrUnexpectedEOF)
+	}
+	return err
+}
