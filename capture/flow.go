@@ -95,6 +95,9 @@ type flow struct {
 	firstProbeIdle int64 // ns of silence before the first probe; -1 when unknown
 	maxGap         int64 // longest silence between packets while open, ns
 	intervals      intervalHist
+
+	timeline bool       // record events (Options.Timeline)
+	events   []rawEvent // see timeline.go
 }
 
 func newFlow(src, dst endpoint, order int) *flow {
@@ -277,8 +280,22 @@ func (f *flow) add(s *segment, d int) {
 	}
 	if keepAliveAck {
 		f.probeAcks++
+		f.mark(EventProbeAck, s.ts, d)
+	}
+	switch {
+	case s.seglen > 0 && !probe && !zwp && !holdFwd:
+		f.mark(EventData, s.ts, d)
+	case s.seglen == 0 && !keepAliveAck && !probe && s.flags&(flagSYN|flagFIN|flagRST) == 0:
+		f.mark(EventACK, s.ts, d)
+	}
+	switch {
+	case s.flags&flagSYN != 0:
+		f.mark(EventSYN, s.ts, d)
+	case s.flags&flagFIN != 0:
+		f.mark(EventFIN, s.ts, d)
 	}
 	if s.flags&flagRST != 0 {
+		f.mark(EventRST, s.ts, d)
 		f.rsts++
 		f.closed = true
 	}
@@ -325,6 +342,7 @@ func (f *flow) recordProbe(d int, ts, idle int64) {
 	}
 	dir.probes++
 	dir.lastProbe = ts
+	f.mark(EventProbe, ts, d)
 	dir.pending = true
 }
 

@@ -85,6 +85,7 @@ type EventKind string
 // The event kinds a timeline draws.
 const (
 	EventData     EventKind = "data"      // a data segment (request, response bytes)
+	EventAck      EventKind = "ack"       // a bare ACK: it refreshes the middlebox too
 	EventProbe    EventKind = "probe"     // a keepalive probe sent
 	EventProbeAck EventKind = "probe-ack" // the answer to a probe
 	EventExpiry   EventKind = "expiry"    // the middlebox forgets the flow
@@ -95,13 +96,15 @@ const (
 )
 
 // eventKinds lists kinds in legend order.
-var eventKinds = []EventKind{EventData, EventProbe, EventProbeAck, EventExpiry, EventRST, EventResponse, EventTimeout, EventNote}
+var eventKinds = []EventKind{EventData, EventAck, EventProbe, EventProbeAck, EventExpiry, EventRST, EventResponse, EventTimeout, EventNote}
 
 // Describe names an event kind for people.
 func (k EventKind) Describe() string {
 	switch k {
 	case EventData:
 		return "data"
+	case EventAck:
+		return "ACK"
 	case EventProbe:
 		return "keepalive probe"
 	case EventProbeAck:

@@ -39,7 +39,9 @@ h3 { font-size: 15px; margin: 16px 0 4px; }
 .status.ok { background: #1f883d; } .status.failed { background: #cf222e; } .status.info { background: #57606a; }
 .summary { font-size: 16px; margin: 8px 0 16px; }
 table { border-collapse: collapse; background: #fff; margin: 8px 0; font-size: 13px; }
-th, td { border: 1px solid #d8dde5; padding: 4px 8px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #d8dde5; padding: 4px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
+td:last-child { white-space: normal; min-width: 260px; }
+.grid { overflow-x: auto; }
 th { background: #eef1f5; }
 td.good { color: #116329; background: #dafbe1; font-weight: 600; }
 td.bad { color: #a40e26; background: #ffebe9; font-weight: 600; }
@@ -62,10 +64,10 @@ svg text { font-family: system-ui, "DejaVu Sans", sans-serif; }
 {{range .Text}}<p>{{.}}</p>
 {{end}}
 {{if .List}}<ul>{{range .List}}<li>{{.}}</li>{{end}}</ul>{{end}}
-{{with .Grid}}{{if .Rows}}<table>
+{{with .Grid}}{{if .Rows}}<div class="grid"><table>
 <tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr>{{range .}}<td{{if .Tone}} class="{{.Tone}}"{{end}}>{{.Text}}</td>{{end}}</tr>
-{{end}}</table>{{end}}{{end}}
+{{end}}</table></div>{{end}}{{end}}
 {{if .Code}}<pre>{{.Code}}</pre>{{end}}
 {{range .Timelines}}<div class="timeline">
 <h3>{{.Title}}{{if .Outcome}} — <span class="outcome {{.Tone}}">{{.Outcome}}</span>{{end}}</h3>

@@ -44,8 +44,18 @@ func WriteMarkdown(w io.Writer, d Document) error {
 			}
 			b.WriteString(fence + "\n\n")
 		}
+		// Markdown goes into job summaries and PR comments: only the lanes
+		// with a problem are listed; the HTML report draws them all.
+		quiet := 0
 		for _, t := range s.Timelines {
+			if t.Tone == Good {
+				quiet++
+				continue
+			}
 			writeMarkdownTimeline(&b, t)
+		}
+		if quiet > 0 {
+			fmt.Fprintf(&b, "%d timeline(s) without a problem are drawn in the HTML report (-o html).\n\n", quiet)
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -104,7 +114,13 @@ func writeMarkdownTimeline(b *strings.Builder, t Timeline) {
 		fmt.Fprintf(b, ": %s%s", toneMark(t.Tone), mdInline(t.Outcome))
 	}
 	b.WriteString("\n\n| t | event |\n|---|---|\n")
-	for _, e := range compressEvents(t.Events) {
+	var evs []Event
+	for _, e := range t.Events {
+		if e.Kind != EventAck {
+			evs = append(evs, e)
+		}
+	}
+	for _, e := range compressEvents(evs) {
 		label := e.Kind.Describe()
 		if e.Label != "" {
 			label = e.Label

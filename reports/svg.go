@@ -20,6 +20,7 @@ const (
 // Colours of the marks, shared by the legend.
 var kindColour = map[EventKind]string{
 	EventData:     "#0969da",
+	EventAck:      "#8c959f",
 	EventProbe:    "#bc4c00",
 	EventProbeAck: "#1a7f37",
 	EventExpiry:   "#cf222e",
@@ -103,6 +104,8 @@ func TimelineSVG(t Timeline) string {
 		switch e.Kind {
 		case EventData:
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="4" height="18" fill="%s"/>`, px-2, svgAxis-9, c)
+		case EventAck:
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="2" height="10" fill="%s"/>`, px-1, svgAxis-5, c)
 		case EventProbe:
 			fmt.Fprintf(&b, `<path d="M%.1f %d l-6 -12 h12 z" fill="%s"/>`, px, svgAxis-8, c)
 		case EventProbeAck:
@@ -151,6 +154,8 @@ func legendSVG() string {
 		switch k {
 		case EventData:
 			fmt.Fprintf(&b, `<rect x="%.0f" y="6" width="4" height="16" fill="%s"/>`, px, c)
+		case EventAck:
+			fmt.Fprintf(&b, `<rect x="%.0f" y="9" width="2" height="10" fill="%s"/>`, px+1, c)
 		case EventProbe:
 			fmt.Fprintf(&b, `<path d="M%.0f 20 l-6 -12 h12 z" fill="%s"/>`, px+2, c)
 		case EventProbeAck:
