@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 )
 
@@ -43,6 +44,24 @@ func ParseFormat(s string) (Format, error) {
 		}
 	}
 	return "", fmt.Errorf("%w %q (use table, json, junit, markdown or html)", ErrUnknownFormat, s)
+}
+
+// FormatForFile picks a report file's format from its extension: .json,
+// .xml (JUnit), .md, .html/.htm, .txt (table); any other extension gets def.
+func FormatForFile(path string, def Format) Format {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		return JSON
+	case ".xml":
+		return JUnit
+	case ".md", ".markdown":
+		return Markdown
+	case ".html", ".htm":
+		return HTML
+	case ".txt":
+		return Table
+	}
+	return def
 }
 
 // Report is a result that can be rendered in every format. The Markdown and

@@ -191,3 +191,37 @@ func TestReportFlagErrors(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestReportFiles: one run, several report files, each in the format its
+// extension names; stdout keeps the table.
+func TestReportFiles(t *testing.T) {
+	dir := t.TempDir()
+	paths := map[string]string{}
+	args := []string{"preload", "env", "--idle", "60s"}
+	for _, ext := range []string{"json", "xml", "md", "html"} {
+		paths[ext] = filepath.Join(dir, "r."+ext)
+		args = append(args, "--report", paths[ext])
+	}
+	stdout, stderr, code := runKadiag(t, args...)
+	if code != 0 || !strings.HasPrefix(stdout, "export LD_PRELOAD=") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	read := func(ext string) string {
+		b, err := os.ReadFile(paths[ext])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	validateJSON(t, "r.json", read("json"))
+	validateJUnit(t, "r.xml", read("xml"))
+	if !strings.HasPrefix(read("md"), "## kadiag") || !strings.HasPrefix(read("html"), "<!DOCTYPE html>") {
+		t.Errorf("md %.20q html %.20q", read("md"), read("html"))
+	}
+	// A file in -o's own format takes it: stdout stays empty.
+	paths["txt"] = filepath.Join(dir, "r.txt")
+	again, _, code := runKadiag(t, "preload", "env", "--idle", "60s", "--report", paths["txt"])
+	if code != 0 || again != "" || read("txt") != stdout {
+		t.Errorf("--report r.txt: exit %d, stdout %q, file %q", code, again, read("txt"))
+	}
+}

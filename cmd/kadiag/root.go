@@ -10,8 +10,8 @@ import (
 
 // globalFlags are the flags every command shares.
 type globalFlags struct {
-	output string
-	report string
+	output  string
+	reports []string
 }
 
 var global globalFlags
@@ -46,7 +46,7 @@ Exit codes: 0 ok, 1 a check failed, 2 an error.`,
 		},
 	}
 	root.PersistentFlags().StringVarP(&global.output, "output", "o", "table", "output format: table, json, junit, markdown or html")
-	root.PersistentFlags().StringVar(&global.report, "report", "", "write the report to FILE (atomically) instead of stdout, e.g. -o html --report kadiag.html")
+	root.PersistentFlags().StringArrayVar(&global.reports, "report", nil, "also write the report to FILE (atomically), in the format its extension names: .json, .xml (JUnit), .md, .html, .txt; repeatable")
 	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, f := range reports.Formats {
@@ -80,14 +80,26 @@ func (e usageError) Error() string {
 func (e usageError) Unwrap() error { return e.err }
 
 // render writes r in the format chosen with --output to the command's
-// stdout, or with --report to a file, atomically.
+// stdout, and to every --report file in the format its extension names
+// (atomically). Stdout stays empty when a file already takes -o's format:
+// -o html --report kadiag.html writes the page once.
 func render(cmd *cobra.Command, r reports.Report) error {
 	f, err := reports.ParseFormat(global.output)
 	if err != nil {
 		return err
 	}
-	if global.report != "" {
-		return reports.WriteFile(global.report, func(w io.Writer) error { return reports.Render(w, f, r) })
+	toStdout := true
+	for _, path := range global.reports {
+		ff := reports.FormatForFile(path, f)
+		if ff == f {
+			toStdout = false
+		}
+		if err := reports.WriteFile(path, func(w io.Writer) error { return reports.Render(w, ff, r) }); err != nil {
+			return err
+		}
+	}
+	if !toStdout {
+		return nil
 	}
 	return reports.Render(cmd.OutOrStdout(), f, r)
 }
