@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/internal/testenv"
+	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/preload"
 )
 
@@ -159,7 +159,7 @@ func copyFile(t *testing.T, from, to string) {
 var (
 	ansiSeq     = regexp.MustCompile("\x1b\\[[0-9;]*[mK]")
 	netnsID     = regexp.MustCompile(`net:\[\d+\]`)
-	ephemeral   = regexp.MustCompile(`(198\.18\.\d+\.\d+|\[fd00:[0-9a-f:]+\]|127\.0\.0\.1):(\d{5})\b`)
+	ephemeral   = regexp.MustCompile(`(198\.18\.80\.\d+|\[fd00:6b61:50::\d+\]):(\d{5})\b`)
 	timerLeft   = regexp.MustCompile(`\b(keepalive|on|persist),[0-9.]+(ms|s|m|h)?,`)
 	jdkVersion  = regexp.MustCompile(`\b17\.0\.\d+\b`)
 	cgroupPath  = regexp.MustCompile(`cgroup /\S*`)
@@ -182,7 +182,7 @@ func (e *docEnv) normalise(out string) string {
 	return renumber(out)
 }
 
-// renumber gives ephemeral ports and namespace ids stable values in order
+// renumber gives the doc lab's (198.18.80.0/24) ephemeral ports and namespace ids stable values in order
 // of first appearance, so the docs read like one real run.
 func renumber(out string) string {
 	ports := map[string]string{}
@@ -334,6 +334,8 @@ func checkParses(t *testing.T, where, snippet string) {
 		line = strings.TrimSpace(line)
 		if i := strings.Index(line, "kadiag "); i >= 0 && (i == 0 || strings.HasPrefix(line, "sudo ")) {
 			line = line[i:]
+		} else if i := strings.Index(line, " -- kadiag "); i >= 0 {
+			line = line[i+4:] // kubectl debug ... -- kadiag ...
 		}
 		if !strings.HasPrefix(line, "kadiag ") {
 			continue
@@ -347,17 +349,62 @@ func checkParses(t *testing.T, where, snippet string) {
 }
 
 // shellFields splits a command line the simple way the docs write them:
-// blanks separate, quotes group, a pipe or redirection ends the command.
+// blanks separate, quotes group, a pipe or redirection ends the command, a
+// variable or $(...) stands for a value (here "1").
 func shellFields(s string) []string {
 	var out []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Split(bufio.ScanWords)
-	for sc.Scan() {
-		w := sc.Text()
-		if w == "|" || w == ">" || w == ">>" || w == "&&" || w == ";" || strings.HasPrefix(w, "2>") || strings.HasPrefix(w, ">") {
+	words := strings.Fields(s)
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if w == "|" || w == "&&" || w == ";" || strings.HasPrefix(w, ">") || strings.HasPrefix(w, "2>") || w == "--" {
 			break
 		}
-		out = append(out, strings.Trim(w, `"'`))
+		if strings.HasPrefix(w, "$(") || strings.HasPrefix(w, "\"$(") {
+			for i < len(words) && !strings.Contains(words[i], ")") {
+				i++
+			}
+			out = append(out, "1")
+			continue
+		}
+		w = strings.Trim(w, `"'`)
+		if strings.Contains(w, "$") {
+			w = "1"
+		}
+		out = append(out, w)
 	}
 	return out
+}
+
+// TestMiddleboxTable: every preset kadiag knows is in the docs' table, on a
+// row that states its idle timeout, so the table and the presets agree.
+func TestMiddleboxTable(t *testing.T) {
+	b, err := os.ReadFile("../../docs/middleboxes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range middlebox.Presets() {
+		var row string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "|") && strings.Contains(l, "`"+p.Name+"`") {
+				row = l
+			}
+		}
+		if row == "" {
+			t.Errorf("preset %s is not in docs/middleboxes.md", p.Name)
+			continue
+		}
+		s := int(p.Idle / time.Second)
+		forms := []string{fmt.Sprintf("%d s", s)}
+		if s%60 == 0 {
+			forms = append(forms, fmt.Sprintf("%d min", s/60))
+		}
+		found := false
+		for _, f := range forms {
+			found = found || strings.Contains(row, f)
+		}
+		word := map[middlebox.AfterExpiry]string{middlebox.Reset: "RST", middlebox.Drop: "silent", middlebox.Heal: "re-creates"}[p.After]
+		if !found || !strings.Contains(row, word) {
+			t.Errorf("preset %s (%v, %s) disagrees with its row: %s", p.Name, p.Idle, p.After, row)
+		}
+	}
 }
