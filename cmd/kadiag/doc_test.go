@@ -99,7 +99,7 @@ func parseConsoleBlocks(t *testing.T, file string) ([]string, []*consoleBlock) {
 // example Python client holding one connection with keepalive off and one
 // tuned ($PID), a JDK client ($JAVA_PID), the same Python client started
 // with the preload library ($FIXED_PID), and a working directory with a
-// capture (client.pcap).
+// capture (client.pcap) and a text file (notes.txt).
 type docEnv struct {
 	env     []string
 	dir     string
@@ -122,6 +122,7 @@ func newDocEnv(t *testing.T) *docEnv {
 	os.Chmod(e.dir, 0o755)
 	wd, _ := os.Getwd()
 	copyFile(t, filepath.Join(wd, "../../testdata/capture/eth.pcap"), filepath.Join(e.dir, "client.pcap"))
+	os.WriteFile(filepath.Join(e.dir, "notes.txt"), []byte("These are notes, not packets: a text file.\n"), 0o644)
 	e.pids["PID"], _ = startReady(t, l.client.Command(python3(t), filepath.Join(wd, "testdata/keepalive_client.py"), l.link.A4, "8080"))
 	e.pids["JAVA_PID"], _ = startReady(t, l.client.Command("java", filepath.Join(wd, "testdata/KeepaliveClient.java"), l.link.A4, "8080"))
 	tgt, err := preload.Resolve(preload.Glibc, "")
