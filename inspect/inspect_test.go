@@ -391,3 +391,37 @@ func TestProcessExitsMidScan(t *testing.T) {
 		t.Errorf("notes %q", r.Notes)
 	}
 }
+
+// TestListenerInheritance checks what the listener row promises: accepted
+// sockets carry the listener's keepalive options.
+func TestListenerInheritance(t *testing.T) {
+	l := newLab(t, 66)
+	srv := start(t, helper(l.server, "serve,[::]:8081,ka=1,idle=50,intvl=6,cnt=3,ut=4000"))
+	start(t, helper(l.client, "dial4,"+l.link.A4+":8081"))
+	var p Process
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if p, err = PID(srv.pid, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Sockets) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(p.Sockets) != 2 {
+		t.Fatalf("server sockets %+v", p.Sockets)
+	}
+	lis, acc := p.Sockets[0], p.Sockets[1]
+	if lis.State != "LISTEN" || acc.State != "ESTABLISHED" {
+		t.Fatalf("sockets %+v", p.Sockets)
+	}
+	want := Keepalive{Enabled: true, IdleS: 50, IntervalS: 6, Count: 3, UserTimeoutMs: 4000, Source: Exact}
+	got := acc.Keepalive
+	got.TimerArmed, got.NextProbeMs = false, 0
+	if lis.Keepalive != want || got != want || !acc.Keepalive.TimerArmed {
+		t.Errorf("listener %+v, accepted %+v, want %+v", lis.Keepalive, acc.Keepalive, want)
+	}
+	if lis.Reason != "accepted sockets inherit keepalive on, first probe after 50s" || acc.Verdict != OK {
+		t.Errorf("listener reason %q, accepted verdict %s", lis.Reason, acc.Verdict)
+	}
+}

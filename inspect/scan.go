@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/vishvananda/netns"
@@ -116,7 +117,7 @@ func ScanNetns(path string, o Options) (*Report, error) {
 		p.Sockets = append(p.Sockets, sk)
 	}
 	sort.Slice(p.Sockets, func(i, j int) bool { return p.Sockets[i].Inode < p.Sockets[j].Inode })
-	s.procs = []*proc{{Process: p}}
+	s.procs = []*proc{{Process: p, pfd: -1}}
 	s.notef("--netns maps no processes, so keepalive values are inferred from kernel timers (use --pid or --all as root for exact values)")
 	return s.report(), nil
 }
@@ -124,9 +125,14 @@ func ScanNetns(path string, o Options) (*Report, error) {
 // proc is a process being scanned.
 type proc struct {
 	Process
-	ns   *namespace
-	fds  []fdSocket
-	gone bool
+	ns  *namespace
+	fds []fdSocket
+
+	pfd    pidfd
+	exact  atomic.Bool // options are still read with getsockopt
+	denied atomic.Bool // duplicating descriptors was refused
+	gone   atomic.Bool
+	slots  []Socket // one per fd; FD -1 marks a slot left empty
 }
 
 // scan collects processes, then loads their namespaces and sockets in
@@ -137,9 +143,8 @@ type scan struct {
 	nss     map[uint64]*namespace
 	selfIno uint64
 
-	mu       sync.Mutex
-	notes    []string
-	inferred int
+	mu    sync.Mutex
+	notes []string
 }
 
 func newScan(o Options) *scan {
@@ -177,34 +182,30 @@ func (s *scan) addProcess(pid int) error {
 		}
 		s.nss[ino] = n
 	}
-	s.procs = append(s.procs, &proc{Process: Process{PID: pid, Comm: c, Netns: id}, ns: n})
+	s.procs = append(s.procs, &proc{Process: Process{PID: pid, Comm: c, Netns: id}, ns: n, pfd: -1})
 	return nil
 }
 
 // parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
 func parallel(n int, f func(i int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
-	var next int
-	var mu sync.Mutex
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= n {
-					return
-				}
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
 				f(i)
 			}
 		}()
 	}
 	wg.Wait()
 }
+
+// chunk is how many descriptors one task joins: small enough to spread one
+// big process over every CPU, big enough to keep scheduling cheap.
+const chunk = 1024
 
 // run loads namespaces and descriptors, then joins them. With explicit
 // pids, errors other than a process exiting fail the scan.
@@ -213,14 +214,20 @@ func (s *scan) run(explicit bool) error {
 	for _, n := range s.nss {
 		nss = append(nss, n)
 	}
-	// Descriptors are listed first and namespaces dumped after, so a socket
-	// that appears in a listing is in the dump unless it closed meanwhile.
+	// Dumps and descriptor listings run side by side. A socket opened in
+	// between is missing from the dump and left out; one closed in between
+	// is missing from the listing: either way only live sockets are shown.
 	fdErrs := make([]error, len(s.procs))
-	parallel(len(s.procs), func(i int) {
+	parallel(len(nss)+len(s.procs), func(i int) {
+		if i < len(nss) {
+			nss[i].load()
+			return
+		}
+		i -= len(nss)
 		p := s.procs[i]
 		p.fds, fdErrs[i] = socketFDs(p.PID, nil)
 	})
-	parallel(len(nss), func(i int) { nss[i].load() })
+	exited := 0
 	for i, p := range s.procs {
 		err := fdErrs[i]
 		if err == nil {
@@ -229,93 +236,145 @@ func (s *scan) run(explicit bool) error {
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrNoProcess):
-			p.gone = true
+			p.gone.Store(true)
 			if explicit {
 				s.notef("pid %d exited during the scan; skipped", p.PID)
 			}
+			exited++
 		case explicit:
 			return err
 		default:
-			p.gone = true
+			p.gone.Store(true)
 		}
 	}
 	if !explicit {
+		// Host-wide, processes come and go all the time: one line, not one each.
+		if exited > 0 {
+			s.notef("%d processes exited during the scan; skipped", exited)
+		}
 		for _, n := range nss {
 			if n.err != nil && !errors.Is(n.err, ErrNoProcess) {
 				s.notef("namespace %s skipped: %v", n.id, n.err)
 			}
 		}
 	}
-	parallel(len(s.procs), func(i int) {
-		if p := s.procs[i]; !p.gone {
-			s.join(p)
+	type task struct {
+		p      *proc
+		lo, hi int
+	}
+	var tasks []task
+	for _, p := range s.procs {
+		p.Sysctl = p.ns.sysctl
+		if p.gone.Load() || len(p.fds) == 0 {
+			continue
 		}
-	})
-	if s.inferred > 0 {
-		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", s.inferred)
+		if !s.prepare(p) {
+			if explicit {
+				s.notef("pid %d exited during the scan; skipped", p.PID)
+			}
+			continue
+		}
+		for lo := 0; lo < len(p.fds); lo += chunk {
+			tasks = append(tasks, task{p, lo, min(lo+chunk, len(p.fds))})
+		}
+	}
+	parallel(len(tasks), func(i int) { s.join(tasks[i].p, tasks[i].lo, tasks[i].hi) })
+	inferred := 0
+	for _, p := range s.procs {
+		if p.pfd >= 0 {
+			p.pfd.close()
+		}
+		if p.gone.Load() {
+			continue
+		}
+		p.finish()
+		if p.denied.Load() {
+			inferred++
+		}
+	}
+	if inferred > 0 {
+		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", inferred)
+	}
+	for _, p := range s.procs {
+		if p.gone.Load() && len(p.slots) > 0 && explicit {
+			s.notef("pid %d exited during the scan; skipped", p.PID)
+		}
 	}
 	return nil
 }
 
-// join matches a process's socket descriptors with its namespace's dump and
-// reads exact options through a pidfd where allowed.
-func (s *scan) join(p *proc) {
-	p.Sysctl = p.ns.sysctl
-	p.Sockets = make([]Socket, 0, len(p.fds))
-	var pfd pidfd = -1
-	exact := !s.o.NoExact
-	if exact {
-		var err error
-		pfd, err = openPidfd(p.PID)
-		switch {
-		case err == nil:
-			defer pfd.close()
-		case errors.Is(err, unix.ESRCH):
-			p.gone = true
-			s.notef("pid %d exited during the scan; skipped", p.PID)
-			return
-		default:
-			exact = false
-		}
+// prepare opens the process's pidfd, unless exact values are not wanted or
+// not allowed. It returns false if the process is gone.
+func (s *scan) prepare(p *proc) bool {
+	p.slots = make([]Socket, len(p.fds))
+	p.pfd = -1
+	if s.o.NoExact {
+		return true
 	}
-	deniedOnce := false
-	for _, f := range p.fds {
+	pfd, err := openPidfd(p.PID)
+	switch {
+	case err == nil:
+		p.pfd = pfd
+		p.exact.Store(true)
+	case errors.Is(err, unix.ESRCH):
+		p.gone.Store(true)
+		p.slots = nil
+		return false
+	default:
+		p.denied.Store(true)
+	}
+	return true
+}
+
+// join matches descriptors lo..hi of a process with its namespace's dump and
+// reads their exact options through the pidfd where allowed.
+func (s *scan) join(p *proc, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		if p.gone.Load() {
+			return
+		}
+		f := p.fds[i]
+		sk := &p.slots[i]
+		sk.FD = -1
 		r := p.ns.sockets[f.inode]
 		if r == nil {
 			continue // not TCP, or closed since the listing
 		}
-		sk := newSocket(f.fd, r)
-		if exact {
-			o, err := pfd.read(f.fd)
-			switch {
-			case err == nil:
-				sk.setExact(o, r.InetDiagMsg)
-			case errors.Is(err, unix.ESRCH):
-				p.gone = true
-				s.notef("pid %d exited during the scan; skipped", p.PID)
-				return
-			case errors.Is(err, unix.EBADF):
-				continue // closed since the listing
-			case denied(err):
-				exact, deniedOnce = false, true
-				sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
-			default:
-				sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
-			}
-		} else {
-			if !s.o.NoExact {
-				deniedOnce = true
-			}
+		*sk = newSocket(f.fd, r)
+		if !p.exact.Load() {
+			sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+			continue
+		}
+		o, err := p.pfd.read(f.fd)
+		switch {
+		case err == nil:
+			sk.setExact(o, r.InetDiagMsg)
+		case errors.Is(err, unix.ESRCH):
+			p.gone.Store(true)
+			return
+		case errors.Is(err, unix.EBADF):
+			sk.FD = -1 // closed since the listing
+		case denied(err):
+			p.exact.Store(false)
+			p.denied.Store(true)
+			sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+		default:
 			sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
 		}
-		p.Sockets = append(p.Sockets, sk)
 	}
-	if deniedOnce {
-		s.mu.Lock()
-		s.inferred++
-		s.mu.Unlock()
+}
+
+// finish keeps the filled slots, in descriptor order.
+func (p *proc) finish() {
+	out := p.slots[:0]
+	for _, sk := range p.slots {
+		if sk.FD >= 0 {
+			out = append(out, sk)
+		}
 	}
-	sort.Slice(p.Sockets, func(i, j int) bool { return p.Sockets[i].FD < p.Sockets[j].FD })
+	sort.Slice(out, func(i, j int) bool { return out[i].FD < out[j].FD })
+	p.Sockets = out
+	p.slots = nil
 }
 
 // report judges every socket and assembles the result.
@@ -328,7 +387,7 @@ func (s *scan) report() *Report {
 		Notes:     s.notes,
 	}
 	for _, p := range s.procs {
-		if p.gone {
+		if p.gone.Load() {
 			continue
 		}
 		for i := range p.Sockets {

@@ -143,13 +143,8 @@ func runCapture(cmd *cobra.Command, fl captureFlags) error {
 func finishCapture(cmd *cobra.Command, res *capture.Result, err error) error {
 	if res != nil {
 		rep := reports.Capture{Result: res}
-		var rerr error
-		if f, _ := reports.ParseFormat(global.output); f == reports.JSON {
-			rerr = rep.WriteJSON(cmd.OutOrStdout())
-		} else {
-			rerr = render(cmd, rep)
-		}
-		if rerr != nil {
+		// Render streams the JSON through Capture.WriteJSON (reports.JSONWriter).
+		if rerr := render(cmd, rep); rerr != nil {
 			return rerr
 		}
 		if err == nil && rep.Failed() {

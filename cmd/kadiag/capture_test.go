@@ -224,8 +224,10 @@ print("ready", flush=True); time.sleep(60)
 	if live.Flows[1].Probes < 1 {
 		t.Errorf("the connection opened during the capture: %+v, want its probes", live.Flows[1])
 	}
-	if live.Flows[0].Probes < 2 || live.Flows[0].ProbeAcks != live.Flows[0].Probes {
-		t.Errorf("live flow %+v: want >= 2 probes, all acknowledged", live.Flows[0])
+	// The capture can end between the last probe and its ACK, so that one
+	// probe may go unseen answered; every earlier one must be acknowledged.
+	if f := live.Flows[0]; f.Probes < 2 || f.ProbeAcks < f.Probes-1 || f.ProbeAcks > f.Probes {
+		t.Errorf("live flow %+v: want >= 2 probes, all acknowledged but perhaps the last", f)
 	}
 	// Same counts from the kernel's own copy of the traffic, and from the
 	// file kadiag wrote.
