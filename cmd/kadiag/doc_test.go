@@ -99,7 +99,8 @@ func parseConsoleBlocks(t *testing.T, file string) ([]string, []*consoleBlock) {
 // example Python client holding one connection with keepalive off and one
 // tuned ($PID), a JDK client ($JAVA_PID), the same Python client started
 // with the preload library ($FIXED_PID), and a working directory with a
-// capture (client.pcap) and a text file (notes.txt).
+// capture (client.pcap), a text file (notes.txt) and the JSON schemas
+// (schema/).
 type docEnv struct {
 	env     []string
 	dir     string
@@ -122,6 +123,11 @@ func newDocEnv(t *testing.T) *docEnv {
 	os.Chmod(e.dir, 0o755)
 	wd, _ := os.Getwd()
 	copyFile(t, filepath.Join(wd, "../../testdata/capture/eth.pcap"), filepath.Join(e.dir, "client.pcap"))
+	os.Mkdir(filepath.Join(e.dir, "schema"), 0o755)
+	schemas, _ := filepath.Glob(filepath.Join(wd, "../../docs/schema/*.json"))
+	for _, f := range schemas {
+		copyFile(t, f, filepath.Join(e.dir, "schema", filepath.Base(f)))
+	}
 	os.WriteFile(filepath.Join(e.dir, "notes.txt"), []byte("These are notes, not packets: a text file.\n"), 0o644)
 	e.pids["PID"], _ = startReady(t, l.client.Command(python3(t), filepath.Join(wd, "testdata/keepalive_client.py"), l.link.A4, "8080"))
 	e.pids["JAVA_PID"], _ = startReady(t, l.client.Command("java", filepath.Join(wd, "testdata/KeepaliveClient.java"), l.link.A4, "8080"))
@@ -178,7 +184,14 @@ func (e *docEnv) normalise(out string) string {
 		out = strings.ReplaceAll(out, e.replace[i], e.replace[i+1])
 	}
 	for name, pid := range e.pids {
-		out = regexp.MustCompile(`\b`+strconv.Itoa(pid)+`\b`).ReplaceAllString(out, strconv.Itoa(docPIDs[name]))
+		// In a table the doc's pid keeps the column width of the real one.
+		real, doc := strconv.Itoa(pid), strconv.Itoa(docPIDs[name])
+		out = regexp.MustCompile(`\b`+real+`\b( ?)`).ReplaceAllStringFunc(out, func(m string) string {
+			if strings.HasSuffix(m, " ") && len(real) > len(doc) {
+				return doc + strings.Repeat(" ", len(real)-len(doc)) + " "
+			}
+			return doc + m[len(real):]
+		})
 	}
 	return renumber(out)
 }
@@ -276,6 +289,7 @@ func TestDocs(t *testing.T) {
 					}
 					differs = true
 				}
+				differs = differs || (*updateDocs && strings.TrimRight(got, "\n") != want)
 				newOut = append(newOut, "$ "+strings.ReplaceAll(c, "\n", "\\\n"))
 				if g := strings.TrimRight(got, "\n"); g != "" {
 					newOut = append(newOut, strings.Split(g, "\n")...)
@@ -357,7 +371,7 @@ func shellFields(s string) []string {
 	words := strings.Fields(s)
 	for i := 0; i < len(words); i++ {
 		w := words[i]
-		if w == "|" || w == "&&" || w == ";" || strings.HasPrefix(w, ">") || strings.HasPrefix(w, "2>") || w == "--" {
+		if w == "|" || w == "&&" || w == ";" || strings.HasPrefix(w, "#") || strings.HasPrefix(w, ">") || strings.HasPrefix(w, "2>") || w == "--" {
 			break
 		}
 		if strings.HasPrefix(w, "$(") || strings.HasPrefix(w, "\"$(") {
