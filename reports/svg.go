@@ -176,7 +176,7 @@ func legendSVG() string {
 			name = "conntrack / other"
 		}
 		fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="12" fill="#1d2430">%s</text>`, px+14, html.EscapeString(name))
-		px += 22 + float64(len(name))*6.6
+		px += 30 + float64(len(name))*7
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
