@@ -62,6 +62,15 @@ func Colourize(text string) string {
 		case strings.HasPrefix(line, "warning:"), strings.HasPrefix(line, "note:"):
 			lines[i] = ansiYellow + line + ansiReset
 			continue
+		case strings.HasSuffix(line, "): AT RISK"):
+			lines[i] = strings.TrimSuffix(line, "AT RISK") + ansiRed + ansiBold + "AT RISK" + ansiReset
+			continue
+		case strings.HasSuffix(line, "): OK") && strings.HasPrefix(line, "pid "):
+			lines[i] = strings.TrimSuffix(line, "OK") + ansiGreen + ansiBold + "OK" + ansiReset
+			continue
+		case strings.HasPrefix(line, "problem:"):
+			lines[i] = ansiRed + line + ansiReset
+			continue
 		case strings.Contains(line, ": preload NOT EFFECTIVE"):
 			lines[i] = strings.Replace(line, "NOT EFFECTIVE", ansiRed+ansiBold+"NOT EFFECTIVE"+ansiReset, 1)
 			continue
