@@ -186,9 +186,9 @@ func (e *docEnv) normalise(out string) string {
 	for name, pid := range e.pids {
 		// In a table the doc's pid keeps the column width of the real one.
 		real, doc := strconv.Itoa(pid), strconv.Itoa(docPIDs[name])
-		out = regexp.MustCompile(`\b`+real+`\b( ?)`).ReplaceAllStringFunc(out, func(m string) string {
-			if strings.HasSuffix(m, " ") && len(real) > len(doc) {
-				return doc + strings.Repeat(" ", len(real)-len(doc)) + " "
+		out = regexp.MustCompile(`\b`+real+`\b(  )?`).ReplaceAllStringFunc(out, func(m string) string {
+			if strings.HasSuffix(m, "  ") && len(real) > len(doc) {
+				return doc + strings.Repeat(" ", len(real)-len(doc)) + "  "
 			}
 			return doc + m[len(real):]
 		})
