@@ -59,6 +59,7 @@ func TestDoctorRuntimes(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
 	static := buildC(t, "musl-gcc", "-static", "-O1")
+	muslDynamic := buildC(t, "musl-gcc", "-O1")
 	tests := []struct {
 		name    string
 		cmd     []string
@@ -78,6 +79,12 @@ func TestDoctorRuntimes(t *testing.T) {
 			func(t *testing.T, r doctor.Result) {
 				if r.Runtime.Go == nil || r.Runtime.Go.Path != "github.com/kadiag/kadiag/cmd/kadiag/testdata/goclient" {
 					t.Errorf("go build info %+v", r.Runtime.Go)
+				}
+			}},
+		{"musl", []string{muslDynamic, l.link.A4, "8080"}, doctor.KindNative, "", "env,sysctl",
+			func(t *testing.T, r doctor.Result) {
+				if r.Runtime.Libc != "musl" || r.Runtime.Static || !strings.Contains(r.Fixes[0].Text, "--libc musl") {
+					t.Errorf("musl program seen as %+v, fix %q", r.Runtime, r.Fixes[0].Text)
 				}
 			}},
 		{"static", []string{static, l.link.A4, "8080"}, doctor.KindNative, "", "rebuild,sysctl",
