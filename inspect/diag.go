@@ -23,9 +23,10 @@ type namespace struct {
 	same bool           // the caller's own namespace: no setns, works unprivileged
 	h    netns.NsHandle // held open from discovery to dump, so it cannot vanish
 
-	sockets map[uint64]*netlink.InetDiagTCPInfoResp
-	sysctl  Sysctl
-	err     error // the dump failed: every process in it fails
+	sockets     map[uint64]*netlink.InetDiagTCPInfoResp
+	sysctl      Sysctl
+	err         error // the dump failed: every process in it fails
+	interrupted bool  // the dump kept being interrupted: it may lack sockets
 }
 
 // selfNetns returns the caller's network namespace inode.
@@ -76,7 +77,7 @@ func (n *namespace) load() {
 		defer ns.Close()
 	}
 	n.h = netns.None()
-	n.sockets, n.err = dump(ns, n.same, n.id)
+	n.sockets, n.interrupted, n.err = dump(ns, n.same, n.id)
 	if n.err != nil {
 		return
 	}
@@ -84,7 +85,7 @@ func (n *namespace) load() {
 }
 
 // dump returns every TCP socket of the namespace by inode.
-func dump(ns netns.NsHandle, same bool, id string) (map[uint64]*netlink.InetDiagTCPInfoResp, error) {
+func dump(ns netns.NsHandle, same bool, id string) (_ map[uint64]*netlink.InetDiagTCPInfoResp, interrupted bool, _ error) {
 	var (
 		h   *netlink.Handle
 		err error
@@ -99,12 +100,12 @@ func dump(ns netns.NsHandle, same bool, id string) (map[uint64]*netlink.InetDiag
 	if err != nil {
 		// The library flattens the setns error into text.
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || strings.Contains(err.Error(), unix.EPERM.Error()) {
-			return nil, fmt.Errorf("enter network namespace %s: %w (run as root, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
+			return nil, false, fmt.Errorf("enter network namespace %s: %w (run as root, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
 		}
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
-			return nil, fmt.Errorf("%w (load the inet_diag and tcp_diag modules)", ErrNoInetDiag)
+			return nil, false, fmt.Errorf("%w (load the inet_diag and tcp_diag modules)", ErrNoInetDiag)
 		}
-		return nil, fmt.Errorf("inet_diag socket in %s: %w", id, err)
+		return nil, false, fmt.Errorf("inet_diag socket in %s: %w", id, err)
 	}
 	defer h.Close()
 	out := make(map[uint64]*netlink.InetDiagTCPInfoResp)
@@ -118,14 +119,16 @@ func dump(ns netns.NsHandle, same bool, id string) (map[uint64]*netlink.InetDiag
 				break
 			}
 		}
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			interrupted = true
+		} else if err != nil {
 			if fam == unix.AF_INET6 && (errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.ENOENT)) {
 				break // IPv6 is not built into this kernel: no inet6 sockets exist.
 			}
 			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPROTONOSUPPORT) {
-				return nil, fmt.Errorf("%w (load the tcp_diag module)", ErrNoInetDiag)
+				return nil, false, fmt.Errorf("%w (load the tcp_diag module)", ErrNoInetDiag)
 			}
-			return nil, fmt.Errorf("inet_diag dump in %s: %w", id, err)
+			return nil, false, fmt.Errorf("inet_diag dump in %s: %w", id, err)
 		}
 		for _, r := range res {
 			if r.InetDiagMsg.INode != 0 {
@@ -133,7 +136,7 @@ func dump(ns netns.NsHandle, same bool, id string) (map[uint64]*netlink.InetDiag
 			}
 		}
 	}
-	return out, nil
+	return out, interrupted, nil
 }
 
 // sysctlNames are read in this order into Sysctl.

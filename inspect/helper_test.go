@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +50,26 @@ func sockHelper(specs []string) int {
 		return 3
 	}
 	out := json.NewEncoder(os.Stdout)
+	if len(specs) == 3 && specs[0] == "many" {
+		// many ADDR N: N connections, keepalive on every other one, quietly.
+		n, _ := strconv.Atoi(specs[2])
+		var held []net.Conn
+		for i := 0; i < n; i++ {
+			d := net.Dialer{KeepAlive: -1}
+			if i%2 == 0 {
+				d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: time.Minute, Interval: 10 * time.Second, Count: 5}
+			}
+			c, err := d.Dial("tcp", specs[1])
+			if err != nil {
+				return fail("connection %d: %v", i, err)
+			}
+			held = append(held, c)
+		}
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin)
+		runtime.KeepAlive(held)
+		return 0
+	}
 	for _, spec := range specs {
 		parts := strings.Split(spec, ",")
 		kind, ap := parts[0], netip.MustParseAddrPort(parts[1])
@@ -135,7 +157,7 @@ type started struct {
 
 // start runs cmd, waits for a line "ready" on its stdout and keeps it
 // running until the test ends.
-func start(t *testing.T, cmd *exec.Cmd) *started {
+func start(t testing.TB, cmd *exec.Cmd) *started {
 	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

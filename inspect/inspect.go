@@ -79,11 +79,11 @@ type Options struct {
 // Report is the result of a scan, grouped by process. Its JSON form is the
 // kadiag.sockets/v1 contract.
 type Report struct {
-	Schema    string    `json:"schema"`
-	MaxIdleS  int       `json:"max_idle_s"`
-	Strict    bool      `json:"strict"`
-	Processes []Process `json:"processes"`
-	Summary   Summary   `json:"summary"`
+	Schema    string    `json:"schema"`     // always Schema
+	MaxIdleS  int       `json:"max_idle_s"` // the middlebox idle timeout judged against
+	Strict    bool      `json:"strict"`     // undetermined sockets count as failures
+	Processes []Process `json:"processes"`  // in the order asked for (--pid) or by pid
+	Summary   Summary   `json:"summary"`    // verdict counts over all processes
 	// Notes are problems that did not stop the scan, one line each.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -96,46 +96,46 @@ func (r *Report) Failed() bool {
 // Summary counts connected sockets by verdict; listening sockets are
 // counted apart and never fail a check.
 type Summary struct {
-	Sockets   int `json:"sockets"`
-	OK        int `json:"ok"`
-	AtRisk    int `json:"at_risk"`
-	Local     int `json:"local"`
-	Unknown   int `json:"unknown"`
-	Listening int `json:"listening"`
+	Sockets   int `json:"sockets"`   // connected sockets, the sum of the next four
+	OK        int `json:"ok"`        // verdict ok
+	AtRisk    int `json:"at_risk"`   // verdict at-risk
+	Local     int `json:"local"`     // verdict local
+	Unknown   int `json:"unknown"`   // verdict unknown
+	Listening int `json:"listening"` // listening sockets, not counted above
 }
 
 // Process is one process and its TCP sockets. A --netns scan has one
 // Process with PID 0 and the namespace path in NetnsPath.
 type Process struct {
-	PID       int      `json:"pid"`
-	Comm      string   `json:"comm"`
-	Netns     string   `json:"netns"`
-	NetnsPath string   `json:"netns_path,omitempty"`
-	Sysctl    Sysctl   `json:"sysctl"`
-	Sockets   []Socket `json:"sockets"`
+	PID       int      `json:"pid"`                  // 0 for a --netns scan
+	Comm      string   `json:"comm"`                 // /proc/PID/comm
+	Netns     string   `json:"netns"`                // "net:[inode]", as /proc/PID/ns/net reads
+	NetnsPath string   `json:"netns_path,omitempty"` // the file a --netns scan opened
+	Sysctl    Sysctl   `json:"sysctl"`               // the namespace's keepalive defaults
+	Sockets   []Socket `json:"sockets"`              // TCP sockets, by descriptor (or inode)
 }
 
 // Sysctl holds the keepalive sysctls of a network namespace: the values a
 // socket uses for every option it did not set itself. Zero means unreadable.
 type Sysctl struct {
-	KeepaliveTime   int `json:"tcp_keepalive_time"`
-	KeepaliveIntvl  int `json:"tcp_keepalive_intvl"`
-	KeepaliveProbes int `json:"tcp_keepalive_probes"`
+	KeepaliveTime   int `json:"tcp_keepalive_time"`   // seconds idle before the first probe
+	KeepaliveIntvl  int `json:"tcp_keepalive_intvl"`  // seconds between probes
+	KeepaliveProbes int `json:"tcp_keepalive_probes"` // unanswered probes before giving up
 }
 
 // Socket is one TCP socket as the kernel sees it, with its keepalive
 // settings and verdict. FD is -1 when the socket was found through a
 // namespace rather than a process.
 type Socket struct {
-	FD        int       `json:"fd"`
-	Inode     uint64    `json:"inode"`
-	Family    string    `json:"family"`
-	State     string    `json:"state"`
-	Local     string    `json:"local"`
-	Remote    string    `json:"remote"`
-	Keepalive Keepalive `json:"keepalive"`
-	Verdict   Verdict   `json:"verdict"`
-	Reason    string    `json:"reason"`
+	FD        int       `json:"fd"`        // descriptor in the process, -1 for --netns
+	Inode     uint64    `json:"inode"`     // socket inode, as ss -e shows it (ino:)
+	Family    string    `json:"family"`    // "inet" or "inet6" (IPv4-mapped addresses print as IPv4)
+	State     string    `json:"state"`     // kernel TCP state: ESTABLISHED, LISTEN, CLOSE_WAIT, ...
+	Local     string    `json:"local"`     // "198.18.0.2:43210" or "[fd00::2]:443"
+	Remote    string    `json:"remote"`    // the peer, same form
+	Keepalive Keepalive `json:"keepalive"` // what the socket does when idle
+	Verdict   Verdict   `json:"verdict"`   // judgement against Report.MaxIdleS
+	Reason    string    `json:"reason"`    // why, in words, for anything but ok
 
 	// DeadPeerS is how long a silent dead peer goes unnoticed once the
 	// connection is idle: idle + interval × count, or bounded by
@@ -144,27 +144,27 @@ type Socket struct {
 	// Timer is the kernel timer inet_diag reports, named as ss names it:
 	// "on" (retransmit), "keepalive", "timewait", "persist" or "" for none.
 	Timer          string `json:"timer"`
-	TimerExpiresMs int64  `json:"timer_expires_ms"`
-	TimerRetrans   int    `json:"timer_retrans"`
+	TimerExpiresMs int64  `json:"timer_expires_ms"` // until the timer fires
+	TimerRetrans   int    `json:"timer_retrans"`    // retransmits, or probes for the keepalive timer
 	// LastDataRecvMs and LastAckRecvMs are tcp_info's idle clocks.
 	LastDataRecvMs int64  `json:"last_data_recv_ms"`
 	LastAckRecvMs  int64  `json:"last_ack_recv_ms"`
-	UID            uint32 `json:"uid"`
-	RecvQ          uint32 `json:"recv_q"`
-	SendQ          uint32 `json:"send_q"`
+	UID            uint32 `json:"uid"`    // the socket's owner
+	RecvQ          uint32 `json:"recv_q"` // bytes received, not yet read (listeners: accept queue)
+	SendQ          uint32 `json:"send_q"` // bytes sent, not yet acknowledged (listeners: backlog)
 }
 
 // Keepalive is what a socket does when idle. With Source "inferred" the idle
 // time is estimated from the timer and interval and count are the
 // namespace's sysctls.
 type Keepalive struct {
-	Enabled       bool   `json:"enabled"`
-	IdleS         int    `json:"idle_s"`
-	IntervalS     int    `json:"interval_s"`
-	Count         int    `json:"count"`
-	UserTimeoutMs int    `json:"user_timeout_ms"`
-	TimerArmed    bool   `json:"timer_armed"`
-	NextProbeMs   int64  `json:"next_probe_ms"`
-	ProbesSent    int    `json:"probes_sent"`
-	Source        Source `json:"source"`
+	Enabled       bool   `json:"enabled"`         // SO_KEEPALIVE
+	IdleS         int    `json:"idle_s"`          // TCP_KEEPIDLE: idle seconds before the first probe
+	IntervalS     int    `json:"interval_s"`      // TCP_KEEPINTVL: seconds between probes
+	Count         int    `json:"count"`           // TCP_KEEPCNT: unanswered probes before giving up
+	UserTimeoutMs int    `json:"user_timeout_ms"` // TCP_USER_TIMEOUT, 0 when unset
+	TimerArmed    bool   `json:"timer_armed"`     // the kernel's keepalive timer is pending
+	NextProbeMs   int64  `json:"next_probe_ms"`   // until the timer fires (when armed)
+	ProbesSent    int    `json:"probes_sent"`     // unanswered probes so far
+	Source        Source `json:"source"`          // how the values were obtained
 }

@@ -19,7 +19,7 @@ type lab struct {
 	serverProc     *started
 }
 
-func newLab(t *testing.T, subnet int) *lab {
+func newLab(t testing.TB, subnet int) *lab {
 	t.Helper()
 	testenv.Privileged(t)
 	testenv.Need(t, "nsenter")
@@ -313,6 +313,21 @@ func TestScanAllSharesOneDumpPerNetns(t *testing.T) {
 	l := newLab(t, 64)
 	a := start(t, helper(l.client, "dial4,"+l.link.A4+":8080,ka=1,idle=10"))
 	b := start(t, helper(l.client, "dial6,["+l.link.A6+"]:8080"))
+	// Processes of one namespace share one namespace entry, so one dump.
+	s := newScan(Options{})
+	for _, pid := range []int{a.pid, b.pid, l.serverProc.pid} {
+		if err := s.addProcess(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.nss) != 2 || s.procs[0].ns != s.procs[1].ns {
+		t.Errorf("%d namespaces for two clients and a server, want 2, shared by the clients", len(s.nss))
+	}
+	for _, n := range s.nss {
+		if n.h.IsOpen() {
+			n.h.Close()
+		}
+	}
 	r, err := ScanAll(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -423,5 +438,37 @@ func TestListenerInheritance(t *testing.T) {
 	}
 	if lis.Reason != "accepted sockets inherit keepalive on, first probe after 50s" || acc.Verdict != OK {
 		t.Errorf("listener reason %q, accepted verdict %s", lis.Reason, acc.Verdict)
+	}
+}
+
+// TestProcessExitsBetweenListingAndDuplication ends a process (left a
+// zombie) after its descriptors were listed and before they are duplicated:
+// it is skipped with a note, not shown without sockets.
+func TestProcessExitsBetweenListingAndDuplication(t *testing.T) {
+	l := newLab(t, 68)
+	stay := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
+	gone := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
+	testHookAfterListing = func() {
+		gone.cmd.Process.Kill()
+		// Wait until it is a zombie: its descriptors are closed then.
+		for i := 0; i < 200; i++ {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", gone.pid))
+			if strings.Contains(string(b), ") Z ") {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Error("killed helper never became a zombie")
+	}
+	defer func() { testHookAfterListing = nil }()
+	r, err := ScanPIDs([]int{stay.pid, gone.pid}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Processes) != 1 || r.Processes[0].PID != stay.pid || len(r.Processes[0].Sockets) != 1 {
+		t.Errorf("processes %+v", r.Processes)
+	}
+	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], fmt.Sprintf("pid %d exited during the scan", gone.pid)) {
+		t.Errorf("notes %q", r.Notes)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,42 +55,64 @@ func netnsID(pid int) (string, uint64, error) {
 }
 
 // socketFDs lists the descriptors of pid that are sockets, with their inode
-// numbers. It reads each fd link with readlinkat on one open directory, with
-// one buffer, because --all and the exporter call it for every process.
+// numbers. --all and the exporter call it for every process on the host, so
+// it reads the directory with getdents into one buffer and each link with
+// readlinkat on the NUL-terminated name inside that buffer: no allocation
+// per descriptor.
 func socketFDs(pid int, out []fdSocket) ([]fdSocket, error) {
 	dir, err := os.Open(procRoot + "/" + strconv.Itoa(pid) + "/fd")
 	if err != nil {
 		return out, procErr(pid, "list descriptors", err)
 	}
 	defer dir.Close()
-	names, err := dir.Readdirnames(-1)
-	if err != nil {
-		return out, procErr(pid, "list descriptors", err)
-	}
 	dfd := int(dir.Fd())
-	var buf [64]byte
+	dents := make([]byte, 64<<10)
+	var link [64]byte
 	const prefix = "socket:["
-	for _, name := range names {
-		n, err := unix.Readlinkat(dfd, name, buf[:])
+	for {
+		n, err := unix.Getdents(dfd, dents)
 		if err != nil {
-			// The descriptor was closed since the listing: not ours to report.
-			if errors.Is(err, unix.ENOENT) {
+			return out, procErr(pid, "list descriptors", err)
+		}
+		if n == 0 {
+			return out, nil
+		}
+		for b := dents[:n]; len(b) >= 19; {
+			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+			reclen := int(b[16]) | int(b[17])<<8
+			if reclen < 19 || reclen > len(b) {
+				break
+			}
+			name := b[19:reclen] // NUL-terminated, then padding
+			b = b[reclen:]
+			end := 0
+			for end < len(name) && name[end] != 0 {
+				end++
+			}
+			fd, ok := parseUint(name[:end])
+			if !ok || end == len(name) {
+				continue // "." and ".."
+			}
+			r, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(dfd),
+				uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&link[0])), uintptr(len(link)), 0, 0)
+			if errno != 0 {
+				// The descriptor was closed since the listing: not ours to report.
+				if errno == unix.ENOENT {
+					continue
+				}
+				return out, procErr(pid, "read descriptor "+string(name[:end]), errno)
+			}
+			l := link[:r]
+			if len(l) <= len(prefix)+1 || string(l[:len(prefix)]) != prefix || l[len(l)-1] != ']' {
 				continue
 			}
-			return out, procErr(pid, "read descriptor "+name, err)
+			ino, ok := parseUint(l[len(prefix) : len(l)-1])
+			if !ok {
+				continue
+			}
+			out = append(out, fdSocket{fd: int(fd), inode: ino})
 		}
-		link := buf[:n]
-		if n <= len(prefix)+1 || string(link[:len(prefix)]) != prefix || link[n-1] != ']' {
-			continue
-		}
-		ino, ok := parseUint(link[len(prefix) : n-1])
-		fd, ok2 := parseUint([]byte(name))
-		if !ok || !ok2 {
-			continue
-		}
-		out = append(out, fdSocket{fd: int(fd), inode: ino})
 	}
-	return out, nil
 }
 
 func parseUint(b []byte) (uint64, bool) {

@@ -99,16 +99,19 @@ func ScanNetns(path string, o Options) (*Report, error) {
 		return nil, err
 	}
 	var st unix.Stat_t
-	err = unix.Fstat(int(h), &st)
-	h.Close()
-	if err != nil {
+	if err := unix.Fstat(int(h), &st); err != nil {
+		h.Close()
 		return nil, fmt.Errorf("%w %s: %v", ErrNetns, path, err)
 	}
 	s := newScan(o)
-	n := &namespace{id: fmt.Sprintf("net:[%d]", st.Ino), ino: st.Ino, path: path, same: st.Ino == selfNetns(), h: netns.None()}
+	// load dumps through the handle opened here and closes it.
+	n := &namespace{id: fmt.Sprintf("net:[%d]", st.Ino), ino: st.Ino, path: path, same: st.Ino == selfNetns(), h: h}
 	n.load()
 	if n.err != nil {
 		return nil, n.err
+	}
+	if n.interrupted {
+		s.notef("the socket dump of %s was interrupted by concurrent changes three times; some sockets may be missing", n.id)
 	}
 	p := Process{Netns: n.id, NetnsPath: path, Sysctl: n.sysctl, Sockets: make([]Socket, 0, len(n.sockets))}
 	for _, r := range n.sockets {
@@ -203,6 +206,10 @@ func parallel(n int, f func(i int)) {
 	wg.Wait()
 }
 
+// testHookAfterListing lets a test end a process between the listing of its
+// descriptors and their duplication.
+var testHookAfterListing func()
+
 // chunk is how many descriptors one task joins: small enough to spread one
 // big process over every CPU, big enough to keep scheduling cheap.
 const chunk = 1024
@@ -228,6 +235,9 @@ func (s *scan) run(explicit bool) error {
 		p.fds, fdErrs[i] = socketFDs(p.PID, nil)
 	})
 	exited := 0
+	if testHookAfterListing != nil {
+		testHookAfterListing()
+	}
 	for i, p := range s.procs {
 		err := fdErrs[i]
 		if err == nil {
@@ -248,14 +258,15 @@ func (s *scan) run(explicit bool) error {
 		}
 	}
 	if !explicit {
-		// Host-wide, processes come and go all the time: one line, not one each.
-		if exited > 0 {
-			s.notef("%d processes exited during the scan; skipped", exited)
-		}
 		for _, n := range nss {
 			if n.err != nil && !errors.Is(n.err, ErrNoProcess) {
 				s.notef("namespace %s skipped: %v", n.id, n.err)
 			}
+		}
+	}
+	for _, n := range nss {
+		if n.interrupted {
+			s.notef("the socket dump of %s was interrupted by concurrent changes three times; some sockets may be missing", n.id)
 		}
 	}
 	type task struct {
@@ -272,6 +283,7 @@ func (s *scan) run(explicit bool) error {
 			if explicit {
 				s.notef("pid %d exited during the scan; skipped", p.PID)
 			}
+			exited++
 			continue
 		}
 		for lo := 0; lo < len(p.fds); lo += chunk {
@@ -282,6 +294,11 @@ func (s *scan) run(explicit bool) error {
 	inferred := 0
 	for _, p := range s.procs {
 		if p.pfd >= 0 {
+			// Older kernels answer pidfd_getfd on an exiting process with
+			// EBADF, as for a closed descriptor, rather than ESRCH.
+			if p.pfd.exited() {
+				p.gone.Store(true)
+			}
 			p.pfd.close()
 		}
 		if p.gone.Load() {
@@ -293,12 +310,19 @@ func (s *scan) run(explicit bool) error {
 		}
 	}
 	if inferred > 0 {
-		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", inferred)
+		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets (pidfd_getfd, Linux 5.6+) needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", inferred)
 	}
 	for _, p := range s.procs {
-		if p.gone.Load() && len(p.slots) > 0 && explicit {
-			s.notef("pid %d exited during the scan; skipped", p.PID)
+		if p.gone.Load() && len(p.slots) > 0 {
+			if explicit {
+				s.notef("pid %d exited during the scan; skipped", p.PID)
+			}
+			exited++
 		}
+	}
+	// Host-wide, processes come and go all the time: one line, not one each.
+	if !explicit && exited > 0 {
+		s.notef("%d processes exited during the scan; skipped", exited)
 	}
 	return nil
 }

@@ -27,6 +27,16 @@ func openPidfd(pid int) (pidfd, error) {
 
 func (p pidfd) close() { unix.Close(int(p)) }
 
+// exited reports whether the process has exited (a pidfd turns readable
+// then, zombie or not). Kernels that answer pidfd_getfd on an exiting
+// process with EBADF instead of ESRCH need it to tell "the process ended"
+// from "it closed a socket".
+func (p pidfd) exited() bool {
+	fds := []unix.PollFd{{Fd: int32(p), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
+}
+
 // read duplicates fd and reads its options. Options the socket never set
 // read as its namespace's sysctls, which is exactly what the kernel uses.
 func (p pidfd) read(fd int) (options, error) {

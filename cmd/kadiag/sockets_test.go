@@ -156,7 +156,7 @@ func check(t *testing.T, what string, got inspect.Socket, want clientSocket, sou
 }
 
 func TestSocketsPython(t *testing.T) {
-	l := newSockLab(t, 71)
+	l := newSockLab(t, 81)
 	pid, socks := startReady(t, l.client.Command(python3(t), "testdata/keepalive_client.py", l.link.A6, "8080"))
 	stdout, stderr, code := runKadiag(t, "sockets", "--pid", strconv.Itoa(pid), "-o", "json")
 	if code != 1 || stderr != "" {
@@ -224,7 +224,7 @@ func TestSocketsPython(t *testing.T) {
 }
 
 func TestSocketsCurl(t *testing.T) {
-	l := newSockLab(t, 72)
+	l := newSockLab(t, 82)
 	testenv.Need(t, "curl")
 	url := "http://" + l.link.A4 + ":8080/"
 	// curl waits for an answer that never comes; --keepalive-time sets both
@@ -271,7 +271,7 @@ func TestSocketsCurl(t *testing.T) {
 }
 
 func TestSocketsJava(t *testing.T) {
-	l := newSockLab(t, 73)
+	l := newSockLab(t, 83)
 	testenv.Need(t, "java")
 	pid, socks := startReady(t, l.client.Command("java", "testdata/KeepaliveClient.java", l.link.A4, "8080"))
 	stdout, stderr, code := runKadiag(t, "sockets", "--pid", strconv.Itoa(pid), "-o", "json")
@@ -349,7 +349,7 @@ func runAs(t *testing.T, cmd *exec.Cmd) (string, string, int) {
 // ptrace_scope=1, while /proc stays readable): values inferred from timers,
 // a note on stderr, and still the right exit code.
 func TestSocketsUnprivileged(t *testing.T) {
-	l := newSockLab(t, 74)
+	l := newSockLab(t, 84)
 	testenv.Need(t, "setpriv")
 	bin := nobodyKadiag(t)
 	asNobody := []string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"}
@@ -363,6 +363,19 @@ func TestSocketsUnprivileged(t *testing.T) {
 	r := decodeSockets(t, stdout)
 	for i, sk := range r.Processes[0].Sockets {
 		check(t, "nobody", sk, socks[i], inspect.Exact)
+	}
+
+	// --all as nobody: its own process with exact values, the rest skipped with a note.
+	stdout, stderr, code = runAs(t, l.client.Command(asNobody[0], append(asNobody[1:], bin, "sockets", "--all", "-o", "json")...))
+	r = decodeSockets(t, stdout)
+	var mine bool
+	for _, p := range r.Processes {
+		if p.PID == pid {
+			mine = len(p.Sockets) == 2 && p.Sockets[0].Keepalive.Source == inspect.Exact
+		}
+	}
+	if code != 1 || !mine || !strings.Contains(stderr, "kadiag: note:") {
+		t.Errorf("--all as nobody: exit %d, own process found %v, stderr %q", code, mine, stderr)
 	}
 
 	denied := []string{"setpriv", "--ruid=daemon", "--euid=nobody", "--rgid=nogroup", "--egid=nogroup", "--clear-groups", bin}
@@ -391,9 +404,12 @@ func TestSocketsUnprivileged(t *testing.T) {
 	t.Cleanup(func() { curl.Process.Kill(); curl.Wait() })
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		stdout, stderr, code = runAs(t, l.client.Command(denied[0], append(denied[1:], "sockets", "--pid", strconv.Itoa(curl.Process.Pid), "-o", "json")...))
-		r = decodeSockets(t, stdout)
-		if len(r.Processes) == 1 && len(r.Processes[0].Sockets) == 1 {
-			break
+		// Until nsenter and setpriv have exec'd curl, the pid is root's: exit 2.
+		if code != 2 {
+			r = decodeSockets(t, stdout)
+			if len(r.Processes) == 1 && len(r.Processes[0].Sockets) == 1 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("curl as nobody did not connect: exit %d %q %+v", code, stderr, r)
@@ -413,10 +429,14 @@ func TestSocketsUnprivileged(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "permission denied") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("other netns as nobody: exit %d, stderr %q", code, stderr)
 	}
+	_, stderr, code = runAs(t, exec.Command(asNobody[0], append(asNobody[1:], bin, "sockets", "--netns", l.client.Path)...))
+	if code != 2 || !strings.Contains(stderr, "permission denied") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("--netns as nobody: exit %d, stderr %q", code, stderr)
+	}
 }
 
 func TestSocketsAllAndNetns(t *testing.T) {
-	l := newSockLab(t, 75)
+	l := newSockLab(t, 85)
 	pid, _ := startReady(t, l.client.Command(python3(t), "testdata/keepalive_client.py", l.link.A4, "8080"))
 	stdout, stderr, code := runKadiag(t, "sockets", "--all", "-o", "json")
 	if code == 2 {
@@ -479,5 +499,47 @@ func TestSocketsErrors(t *testing.T) {
 	stdout, _, code := runKadiag(t, "sockets", "--pid", strconv.Itoa(os.Getpid()))
 	if code != 0 || !strings.Contains(stdout, "0 sockets") {
 		t.Errorf("own test process: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestSocketsStrict: a socket whose keepalive probes go unanswered cannot be
+// judged from timers alone (--netns infers); it is unknown, which fails the
+// check only with --strict.
+func TestSocketsStrict(t *testing.T) {
+	l := newSockLab(t, 86)
+	testenv.Need(t, "nft")
+	_, _ = startReady(t, l.client.Command(python3(t), "-c", `
+import socket, sys
+s = socket.create_connection((sys.argv[1], 8080))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 50)
+print("ready", flush=True)
+sys.stdin.read()`, l.link.A4))
+	for _, args := range [][]string{
+		{"add", "table", "inet", "kadiagtest"},
+		{"add", "chain", "inet", "kadiagtest", "in", "{ type filter hook input priority 0; }"},
+		{"add", "rule", "inet", "kadiagtest", "in", "tcp", "sport", "8080", "drop"},
+	} {
+		if out, err := l.client.Command("nft", args...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		stdout, stderr, code := runKadiag(t, "sockets", "--netns", l.client.Path, "-o", "json")
+		r := decodeSockets(t, stdout)
+		if r.Summary.Unknown == 1 && r.Summary.Sockets == 1 {
+			if code != 0 {
+				t.Errorf("unknown without --strict: exit %d, stderr %q", code, stderr)
+			}
+			if _, _, code := runKadiag(t, "sockets", "--netns", l.client.Path, "--strict"); code != 1 {
+				t.Errorf("unknown with --strict: exit %d, want 1", code)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no probing socket after 10s: %+v", r)
+		}
 	}
 }
