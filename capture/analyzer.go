@@ -97,7 +97,9 @@ func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo
 	}
 	if f == nil {
 		f = newFlow(s.src, s.dst, a.order)
-		f.timeline = a.opts.Timeline
+		if a.opts.Timeline {
+			f.tl = &timeline{}
+		}
 		a.order++
 		a.flows[key] = f
 	}

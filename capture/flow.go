@@ -96,8 +96,7 @@ type flow struct {
 	maxGap         int64 // longest silence between packets while open, ns
 	intervals      intervalHist
 
-	timeline bool       // record events (Options.Timeline)
-	events   []rawEvent // see timeline.go
+	tl *timeline // events, when Options.Timeline asks for them (timeline.go)
 }
 
 func newFlow(src, dst endpoint, order int) *flow {
@@ -280,22 +279,11 @@ func (f *flow) add(s *segment, d int) {
 	}
 	if keepAliveAck {
 		f.probeAcks++
-		f.mark(EventProbeAck, s.ts, d)
 	}
-	switch {
-	case s.seglen > 0 && !probe && !zwp && !holdFwd:
-		f.mark(EventData, s.ts, d)
-	case s.seglen == 0 && !keepAliveAck && !probe && s.flags&(flagSYN|flagFIN|flagRST) == 0:
-		f.mark(EventACK, s.ts, d)
-	}
-	switch {
-	case s.flags&flagSYN != 0:
-		f.mark(EventSYN, s.ts, d)
-	case s.flags&flagFIN != 0:
-		f.mark(EventFIN, s.ts, d)
+	if f.tl != nil {
+		f.markSegment(s, d, probe || zwp || holdFwd, keepAliveAck)
 	}
 	if s.flags&flagRST != 0 {
-		f.mark(EventRST, s.ts, d)
 		f.rsts++
 		f.closed = true
 	}
@@ -342,7 +330,9 @@ func (f *flow) recordProbe(d int, ts, idle int64) {
 	}
 	dir.probes++
 	dir.lastProbe = ts
-	f.mark(EventProbe, ts, d)
+	if f.tl != nil {
+		f.mark(EventProbe, ts, d)
+	}
 	dir.pending = true
 }
 

@@ -27,32 +27,61 @@ type TimelineEvent struct {
 	FromClient bool
 }
 
+// timeline holds a flow's events; flows carry a pointer to it, nil unless
+// asked for, so captures without timelines pay 8 bytes per flow.
+type timeline struct {
+	events []rawEvent
+}
+
 type rawEvent struct {
 	ts   int64
 	kind string
 	dir  int8
 }
 
-// mark records an event of direction d at ts when the flow keeps a timeline.
+// markSegment records what a segment of direction d was: an answer to a
+// probe, data, a bare ACK, SYN, FIN, RST. Probes are recorded where they are
+// recognised (recordProbe), possibly after the fact.
+func (f *flow) markSegment(s *segment, d int, probeLike, probeAck bool) {
+	switch {
+	case probeAck:
+		f.mark(EventProbeAck, s.ts, d)
+	case s.seglen > 0 && !probeLike:
+		f.mark(EventData, s.ts, d)
+	case s.seglen == 0 && !probeLike && s.flags&(flagSYN|flagFIN|flagRST) == 0:
+		f.mark(EventACK, s.ts, d)
+	}
+	switch {
+	case s.flags&flagSYN != 0:
+		f.mark(EventSYN, s.ts, d)
+	case s.flags&flagFIN != 0:
+		f.mark(EventFIN, s.ts, d)
+	case s.flags&flagRST != 0:
+		f.mark(EventRST, s.ts, d)
+	}
+}
+
+// mark records an event of direction d at ts.
 func (f *flow) mark(kind string, ts int64, d int) {
-	if !f.timeline || len(f.events) >= maxEvents {
+	tl := f.tl
+	if len(tl.events) >= maxEvents {
 		return
 	}
-	if n := len(f.events); (kind == EventData || kind == EventACK) && n > 0 {
-		if l := f.events[n-1]; l.kind == kind && int(l.dir) == d && ts-l.ts < int64(10*time.Millisecond) {
+	if n := len(tl.events); (kind == EventData || kind == EventACK) && n > 0 {
+		if l := tl.events[n-1]; l.kind == kind && int(l.dir) == d && ts-l.ts < int64(10*time.Millisecond) {
 			return
 		}
 	}
-	f.events = append(f.events, rawEvent{ts, kind, int8(d)})
+	tl.events = append(tl.events, rawEvent{ts, kind, int8(d)})
 }
 
 // timelineEvents converts the recorded events once the client is known.
 func (f *flow) timelineEvents(client int) []TimelineEvent {
-	if len(f.events) == 0 {
+	if f.tl == nil || len(f.tl.events) == 0 {
 		return nil
 	}
-	out := make([]TimelineEvent, len(f.events))
-	for i, e := range f.events {
+	out := make([]TimelineEvent, len(f.tl.events))
+	for i, e := range f.tl.events {
 		out[i] = TimelineEvent{At: time.Unix(0, e.ts).UTC(), Kind: e.kind, FromClient: int(e.dir) == client}
 	}
 	return out
