@@ -144,7 +144,7 @@ func flowTimeline(f capture.Flow, maxIdle time.Duration, captureEnd time.Time) T
 	if !expired && !f.Closed && maxIdle > 0 && end.Sub(prev) >= maxIdle {
 		addExpiry(prev)
 	}
-	t.Outcome = fmt.Sprintf("%d probes, %d answered, longest silence %s", f.Probes, f.ProbeAcks, secs(f.MaxGapS))
+	t.Outcome = fmt.Sprintf("%s, %d answered, longest silence %s", plural(f.Probes, "probe"), f.ProbeAcks, secs(f.MaxGapS))
 	if f.Verdict != capture.VerdictOK || f.Assertion == capture.AssertFail {
 		t.Tone = Bad
 		t.Outcome = f.Reason

@@ -1,5 +1,7 @@
 package reports
 
+import "fmt"
+
 // Document is a report laid out for reading: the shape the Markdown and HTML
 // renderers share, so both say the same thing.
 type Document struct {
@@ -119,4 +121,12 @@ func (k EventKind) Describe() string {
 		return "client gives up"
 	}
 	return "event"
+}
+
+// plural writes "1 probe", "2 probes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -120,6 +121,7 @@ func writeMarkdownTimeline(b *strings.Builder, t Timeline) {
 			evs = append(evs, e)
 		}
 	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].T < evs[j].T })
 	for _, e := range compressEvents(evs) {
 		label := e.Kind.Describe()
 		if e.Label != "" {

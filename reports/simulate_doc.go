@@ -67,7 +67,7 @@ func outcomeTone(o string) Tone {
 // scenarioTimeline draws one scenario from its recorded evidence.
 func scenarioTimeline(r *simulate.Result, sc simulate.ScenarioResult) Timeline {
 	t := Timeline{Title: sc.Name, EndS: sc.ElapsedS, LimitS: r.LabIdleS, Tone: outcomeTone(sc.Outcome)}
-	t.Outcome = fmt.Sprintf("%s after %s, %d probes, %d answered (expected %s)", sc.Outcome, secs(sc.ElapsedS), sc.Probes, sc.ProbeAcks, sc.Expected)
+	t.Outcome = fmt.Sprintf("%s after %s, %s, %d answered (expected %s)", sc.Outcome, secs(sc.ElapsedS), plural(sc.Probes, "probe"), sc.ProbeAcks, sc.Expected)
 	if !sc.Passed {
 		t.Tone = Bad
 	} else if sc.Outcome != simulate.OutcomeOK {
