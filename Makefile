@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Test time budget: CI allows 90 minutes, we keep the suite well under 15.
 TESTFLAGS ?= -race -timeout 14m
 
-.PHONY: all build demo test deps vet fmt-check bench clean man
+.PHONY: all build demo demo-sockets test deps vet fmt-check bench clean man
 
 all: build
 
@@ -21,6 +21,10 @@ deps:
 ## demo: build, then run the main job
 demo: build
 	@./scripts/demo.sh
+
+## demo-sockets: two connections, one with keepalive and one without, seen by kadiag sockets
+demo-sockets: build
+	@./scripts/demo-sockets.sh
 
 vet:
 	$(GO) vet ./...
