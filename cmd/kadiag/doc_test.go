@@ -105,7 +105,8 @@ type docEnv struct {
 	env     []string
 	dir     string
 	pids    map[string]int
-	replace []string // actual -> as the docs show it
+	replace []string          // actual -> as the docs show it
+	ran     map[string]string // command -> normalised output
 }
 
 // The values the docs show for what changes from run to run.
@@ -118,7 +119,7 @@ var docPIDs = map[string]int{"PID": 4242, "JAVA_PID": 4343, "FIXED_PID": 4444}
 func newDocEnv(t *testing.T) *docEnv {
 	l := newSockLab(t, 80)
 	testenv.Need(t, "java", "bash")
-	e := &docEnv{pids: map[string]int{}}
+	e := &docEnv{pids: map[string]int{}, ran: map[string]string{}}
 	e.dir = t.TempDir()
 	os.Chmod(e.dir, 0o755)
 	wd, _ := os.Getwd()
@@ -241,6 +242,11 @@ func comparable(out string, fuzzy bool) string {
 }
 
 func (e *docEnv) run(t *testing.T, command string) string {
+	// The same example in two documents (the guide and a command's page)
+	// runs once.
+	if out, ok := e.ran[command]; ok {
+		return out
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail\n"+command)
@@ -252,7 +258,8 @@ func (e *docEnv) run(t *testing.T, command string) string {
 			t.Fatalf("%s: %v", command, err)
 		}
 	}
-	return e.normalise(out.String())
+	e.ran[command] = e.normalise(out.String())
+	return e.ran[command]
 }
 
 // TestDocs runs every ```console example of README.md and docs/*.md and
