@@ -24,11 +24,14 @@ func newRootCmd() *cobra.Command {
 load balancer or conntrack table forgets, so the reply never arrives and the
 client waits until its read timeout (or forever).
 
+  kadiag doctor    one process on one screen: what is wrong and what to change
   kadiag sockets   is keepalive armed on a process's sockets, and will they survive?
   kadiag capture   proof on the wire that keepalive probes go out
   kadiag simulate  a lab with a middlebox that forgets idle flows, with and without the fix
   kadiag preload   the bundled LD_PRELOAD library that turns keepalive on
 
+Every command prints a table, or with -o json, junit, markdown or html;
+--report FILE (repeatable) writes the report to a file as well.
 Exit codes: 0 ok, 1 a check failed, 2 an error.`,
 		Version: version,
 		Args: func(cmd *cobra.Command, args []string) error {
