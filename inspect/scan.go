@@ -114,9 +114,10 @@ func ScanNetns(path string, o Options) (*Report, error) {
 		s.notef("the socket dump of %s was interrupted by concurrent changes three times; some sockets may be missing", n.id)
 	}
 	p := Process{Netns: n.id, NetnsPath: path, Sysctl: n.sysctl, Sockets: make([]Socket, 0, len(n.sockets))}
-	for _, r := range n.sockets {
-		sk := newSocket(-1, r)
-		sk.setInferred(r.InetDiagMsg, n.sysctl)
+	for _, e := range n.sockets {
+		m := e.socket()
+		sk := newSocket(-1, &e)
+		sk.setInferred(&m, n.sysctl)
 		p.Sockets = append(p.Sockets, sk)
 	}
 	sort.Slice(p.Sockets, func(i, j int) bool { return p.Sockets[i].Inode < p.Sockets[j].Inode })
@@ -360,19 +361,20 @@ func (s *scan) join(p *proc, lo, hi int) {
 		f := p.fds[i]
 		sk := &p.slots[i]
 		sk.FD = -1
-		r := p.ns.sockets[f.inode]
-		if r == nil {
+		e, ok := p.ns.sockets[f.inode]
+		if !ok {
 			continue // not TCP, or closed since the listing
 		}
-		*sk = newSocket(f.fd, r)
+		r := e.socket()
+		*sk = newSocket(f.fd, &e)
 		if !p.exact.Load() {
-			sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+			sk.setInferred(&r, p.ns.sysctl)
 			continue
 		}
 		o, err := p.pfd.read(f.fd)
 		switch {
 		case err == nil:
-			sk.setExact(o, r.InetDiagMsg)
+			sk.setExact(o, &r)
 		case errors.Is(err, unix.ESRCH):
 			p.gone.Store(true)
 			return
@@ -381,9 +383,9 @@ func (s *scan) join(p *proc, lo, hi int) {
 		case denied(err):
 			p.exact.Store(false)
 			p.denied.Store(true)
-			sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+			sk.setInferred(&r, p.ns.sysctl)
 		default:
-			sk.setInferred(r.InetDiagMsg, p.ns.sysctl)
+			sk.setInferred(&r, p.ns.sysctl)
 		}
 	}
 }

@@ -29,49 +29,39 @@ const timerKeepalive = 2
 
 // newSocket fills a Socket from its inet_diag entry; keepalive values and
 // the verdict come later.
-func newSocket(fd int, r *netlink.InetDiagTCPInfoResp) Socket {
-	m := r.InetDiagMsg
+func newSocket(fd int, m *diagEntry) Socket {
 	s := Socket{
-		FD:             fd,
-		Inode:          uint64(m.INode),
-		Family:         "inet",
-		Local:          addrPort(m.ID.Source, m.ID.SourcePort),
-		Remote:         addrPort(m.ID.Destination, m.ID.DestinationPort),
-		TimerExpiresMs: int64(m.Expires),
-		TimerRetrans:   int(m.Retrans),
-		UID:            m.UID,
-		RecvQ:          m.RQueue,
-		SendQ:          m.WQueue,
+		FD:     fd,
+		Inode:  uint64(m.inode),
+		Family: "inet",
+		// An IPv4-mapped IPv6 address is shown as the IPv4 address it is.
+		Local:          netip.AddrPortFrom(m.src.Unmap(), m.sport).String(),
+		Remote:         netip.AddrPortFrom(m.dst.Unmap(), m.dport).String(),
+		TimerExpiresMs: int64(m.expires),
+		TimerRetrans:   int(m.retrans),
+		UID:            m.uid,
+		RecvQ:          m.rqueue,
+		SendQ:          m.wqueue,
 	}
-	if m.Family == unix.AF_INET6 {
+	if m.family == unix.AF_INET6 {
 		s.Family = "inet6"
 	}
-	if int(m.State) < len(stateNames) {
-		s.State = stateNames[m.State]
+	if int(m.state) < len(stateNames) {
+		s.State = stateNames[m.state]
 	}
-	if int(m.Timer) < len(timerNames) {
-		s.Timer = timerNames[m.Timer]
+	if int(m.timer) < len(timerNames) {
+		s.Timer = timerNames[m.timer]
 	} else {
 		s.Timer = "unknown"
 	}
 	if s.Timer == "" {
 		s.TimerExpiresMs, s.TimerRetrans = 0, 0
 	}
-	if r.TCPInfo != nil {
-		s.LastDataRecvMs = int64(r.TCPInfo.Last_data_recv)
-		s.LastAckRecvMs = int64(r.TCPInfo.Last_ack_recv)
+	if m.hasInfo {
+		s.LastDataRecvMs = int64(m.lastDataRecv)
+		s.LastAckRecvMs = int64(m.lastAckRecv)
 	}
 	return s
-}
-
-// addrPort prints an address as ss does, except that an IPv4-mapped IPv6
-// address is shown as the IPv4 address it is.
-func addrPort(ip []byte, port uint16) string {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return ""
-	}
-	return netip.AddrPortFrom(a.Unmap(), port).String()
 }
 
 // setExact records values read with getsockopt.

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kadiag/kadiag/exporter"
+	"github.com/kadiag/kadiag/middlebox"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newExporterCmd) }
+
+func newExporterCmd() *cobra.Command {
+	var (
+		listen   string
+		interval time.Duration
+		maxIdle  string
+	)
+	cmd := &cobra.Command{
+		Use:   "exporter --listen ADDR",
+		Short: "Serve node-wide keepalive risk as Prometheus metrics",
+		Long: `exporter scans every process on the node every --interval (the scan of
+'kadiag sockets --all': one inet_diag dump per network namespace, exact
+options through pidfd_getfd) and serves the last completed scan at /metrics,
+per process: established connections, connections at risk of a silent idle
+drop by reason, sockets by keepalive source, whether the preload library is
+mapped; plus scan duration and scan errors. Scrapes never trigger or wait
+for a scan. /healthz answers 200 while scans keep finishing.
+
+Run it as root (or with CAP_SYS_PTRACE, CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH;
+see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
+		Example: `  sudo kadiag exporter --listen :9977
+  sudo kadiag exporter --listen 127.0.0.1:9977 --interval 15s --max-idle azure-lb`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			idle, err := middlebox.ParseIdle(maxIdle)
+			if err != nil {
+				return usageError{err: fmt.Errorf("--max-idle: %w", err), cmd: cmd}
+			}
+			if listen == "" {
+				return usageError{err: errors.New("--listen is required (e.g. --listen :9977)"), cmd: cmd}
+			}
+			if interval < time.Second {
+				return usageError{err: fmt.Errorf("--interval %s is too short: give 1s or more (e.g. 30s)", interval), cmd: cmd}
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("--listen %s: %w (pick a free port)", listen, err)
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			e := exporter.New(exporter.Options{Interval: interval, MaxIdle: idle, Logger: log})
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log.Info("kadiag exporter listening", "addr", ln.Addr().String(), "interval", interval, "max_idle", idle)
+			if err := e.Serve(ctx, ln); err != nil {
+				return fmt.Errorf("exporter: %w", err)
+			}
+			log.Info("kadiag exporter stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "", "address to serve /metrics and /healthz on, e.g. :9977 or 127.0.0.1:9977 (port 0 picks a free one, logged at start)")
+	f.DurationVar(&interval, "interval", exporter.DefaultInterval, "time between node-wide scans (scrapes never trigger a scan)")
+	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
+	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		var out []string
+		for _, p := range middlebox.Presets() {
+			out = append(out, p.Name+"\t"+p.Source)
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
+	return cmd
+}
