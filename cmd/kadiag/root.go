@@ -29,6 +29,7 @@ client waits until its read timeout (or forever).
   kadiag capture   proof on the wire that keepalive probes go out
   kadiag simulate  a lab with a middlebox that forgets idle flows, with and without the fix
   kadiag preload   the bundled LD_PRELOAD library that turns keepalive on
+  kadiag exporter  the keepalive risk of every process on a node, as Prometheus metrics
 
 Every command prints a table, or with -o json, junit, markdown or html;
 --report FILE (repeatable) writes the report to a file as well.
