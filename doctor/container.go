@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
+
+	"github.com/kadiag/kadiag/exporter"
 )
 
 // Container says where the process runs: its cgroup, the container runtime
@@ -23,11 +24,6 @@ type Container struct {
 	// ServiceHost is KUBERNETES_SERVICE_HOST from the process's environment.
 	ServiceHost string `json:"kubernetes_service_host,omitempty"`
 }
-
-var (
-	containerID = regexp.MustCompile(`[0-9a-f]{64}`)
-	podUID      = regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
-)
 
 func detectContainer(pid int) Container {
 	proc := fmt.Sprintf("/proc/%d", pid)
@@ -54,9 +50,10 @@ func detectContainer(pid int) Container {
 	return c
 }
 
-// ParseCgroup reads /proc/PID/cgroup: the path, and the container runtime,
-// container id and pod UID that Docker, containerd, CRI-O, Podman and the
-// kubelet write into it (systemd and cgroupfs drivers alike).
+// ParseCgroup reads /proc/PID/cgroup: the path, the container runtime the
+// path names, and the container id and pod UID as the exporter's parser
+// (which knows the kubelet's, containerd's, CRI-O's, Docker's and Podman's
+// layouts) finds them.
 func ParseCgroup(text string) Container {
 	var c Container
 	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
@@ -68,7 +65,9 @@ func ParseCgroup(text string) Container {
 			c.Cgroup = parts[2]
 		}
 	}
-	p := c.Cgroup
+	found := exporter.ParseCgroup([]byte(text))
+	c.ID, c.PodUID = found.ID, found.PodUID
+	p := text
 	switch {
 	case strings.Contains(p, "cri-containerd"):
 		c.Runtime = "containerd"
@@ -79,17 +78,10 @@ func ParseCgroup(text string) Container {
 	case strings.Contains(p, "docker"):
 		c.Runtime = "docker"
 	}
-	if id := containerID.FindString(p); id != "" {
-		c.ID, c.InContainer = id, true
-		if c.Runtime == "" {
-			c.Runtime = "containerd"
-		}
-	}
-	if strings.Contains(p, "kubepods") {
-		c.Kubernetes, c.InContainer = true, true
-		if m := podUID.FindStringSubmatch(p); m != nil {
-			c.PodUID = strings.ReplaceAll(m[1], "_", "-")
-		}
+	c.Kubernetes = c.PodUID != ""
+	c.InContainer = c.ID != "" || c.Kubernetes
+	if !c.InContainer {
+		c.Runtime = ""
 	}
 	return c
 }

@@ -2,30 +2,49 @@ package doctor
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
-// Cgroup lines in the formats the container runtimes and the kubelet write
-// (systemd and cgroupfs drivers, v1 and v2).
+// TestParseCgroup reads the cgroup files the exporter's tests collected from
+// real runtimes (systemd and cgroupfs drivers, cgroup v1 and v2, containerd,
+// CRI-O, Docker, Podman, kind, k3s, static pods, hosts).
 func TestParseCgroup(t *testing.T) {
-	tests := []struct {
-		name, text      string
-		runtime, podUID string
-		k8s, container  bool
+	tests := map[string]struct {
+		runtime        string
+		k8s, container bool
 	}{
-		{"host v2", "0::/user.slice/user-0.slice/session-3.scope\n", "", "", false, false},
-		{"docker systemd v2", "0::/system.slice/docker-4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c.scope\n", "docker", "", false, true},
-		{"docker cgroupfs v1", "12:memory:/docker/4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c\n1:name=systemd:/docker/4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c\n", "docker", "", false, true},
-		{"containerd kubelet systemd v2", "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_4a7b_8c9d_0e1f2a3b4c5d.slice/cri-containerd-9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d.scope\n",
-			"containerd", "1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d", true, true},
-		{"cri-o cgroupfs v1", "11:pids:/kubepods/besteffort/pod0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d/crio-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b\n",
-			"cri-o", "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", true, true},
-		{"cgroup namespace", "0::/\n", "", "", false, false},
+		"containerd-systemd-v2.txt":            {"containerd", true, true},
+		"containerd-systemd-v2-guaranteed.txt": {"containerd", true, true},
+		"containerd-cgroupns-v2.txt":           {"containerd", true, true},
+		"kind-kubelet-slice-v2.txt":            {"containerd", true, true},
+		"crio-systemd-v2.txt":                  {"cri-o", true, true},
+		"crio-conmon-v2.txt":                   {"cri-o", true, true},
+		"static-pod-v1.txt":                    {"", true, true},
+		"docker-systemd-v2.txt":                {"docker", false, true},
+		"docker-cgroupfs-v1.txt":               {"docker", false, true},
+		"podman-rootless-v2.txt":               {"podman", false, true},
+		"host-systemd-v2.txt":                  {"", false, false},
+		"host-this-machine-v1.txt":             {"", false, false},
+		"kubepods-slice-only.txt":              {"", false, false},
 	}
-	for _, tt := range tests {
-		c := ParseCgroup(tt.text)
-		if c.Runtime != tt.runtime || c.PodUID != tt.podUID || c.Kubernetes != tt.k8s || c.InContainer != tt.container {
-			t.Errorf("%s: %+v", tt.name, c)
+	files, _ := filepath.Glob("../exporter/testdata/cgroup/*.txt")
+	if len(files) < len(tests) {
+		t.Fatalf("found %d cgroup fixtures", len(files))
+	}
+	for _, f := range files {
+		want, ok := tests[filepath.Base(f)]
+		if !ok {
+			continue
+		}
+		b, _ := os.ReadFile(f)
+		c := ParseCgroup(string(b))
+		if (want.runtime != "" && c.Runtime != want.runtime) || c.Kubernetes != want.k8s || c.InContainer != want.container || c.Cgroup == "" {
+			t.Errorf("%s: %+v, want %+v", filepath.Base(f), c, want)
+		}
+		if c.Kubernetes && (c.PodUID == "" || !strings.Contains(c.Describe(), "Kubernetes pod "+c.PodUID)) {
+			t.Errorf("%s: %s", filepath.Base(f), c.Describe())
 		}
 	}
 }
