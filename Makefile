@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Test time budget: CI allows 90 minutes, we keep the suite well under 15.
 TESTFLAGS ?= -race -timeout 14m
 
-.PHONY: all build demo demo-sockets test deps vet fmt-check staticcheck cover fuzz fuzz-short bench clean
+.PHONY: all build demo demo-sockets test deps vet fmt-check staticcheck cover fuzz fuzz-short bench clean man
 
 # Quality gates (make test): staticcheck pinned and installed into bin/tools,
 # a coverage floor over the whole module, a short fuzz pass of every target.
@@ -87,6 +87,12 @@ bench: deps build
 
 clean:
 	rm -rf bin
+
+## man: man pages generated from the commands' help, into bin/man/man1
+##      (read one with: man -l bin/man/man1/kadiag-doctor.1)
+man: build
+	@$(BIN) man --dir bin/man/man1
+	@echo "man pages in bin/man/man1 (MANPATH=$(CURDIR)/bin/man man kadiag)"
 
 ## preload: rebuild the committed LD_PRELOAD libraries (x86_64 glibc and musl,
 ## aarch64 glibc) reproducibly; preload/preload_test.go fails when they are stale.

@@ -21,6 +21,9 @@ type Options struct {
 	// Ports, when set, keeps only flows with one of these ports on either
 	// side (live capture of one process).
 	Ports map[uint16]bool
+	// Timeline records each flow's events (Flow.Events) for the HTML and
+	// Markdown timelines.
+	Timeline bool
 }
 
 // Analyzer follows TCP flows packet by packet. Feed it frames in capture
@@ -94,6 +97,9 @@ func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo
 	}
 	if f == nil {
 		f = newFlow(s.src, s.dst, a.order)
+		if a.opts.Timeline {
+			f.tl = &timeline{}
+		}
 		a.order++
 		a.flows[key] = f
 	}

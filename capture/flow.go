@@ -95,6 +95,8 @@ type flow struct {
 	firstProbeIdle int64 // ns of silence before the first probe; -1 when unknown
 	maxGap         int64 // longest silence between packets while open, ns
 	intervals      intervalHist
+
+	tl *timeline // events, when Options.Timeline asks for them (timeline.go)
 }
 
 func newFlow(src, dst endpoint, order int) *flow {
@@ -278,6 +280,9 @@ func (f *flow) add(s *segment, d int) {
 	if keepAliveAck {
 		f.probeAcks++
 	}
+	if f.tl != nil {
+		f.markSegment(s, d, probe || zwp || holdFwd, keepAliveAck)
+	}
 	if s.flags&flagRST != 0 {
 		f.rsts++
 		f.closed = true
@@ -325,6 +330,9 @@ func (f *flow) recordProbe(d int, ts, idle int64) {
 	}
 	dir.probes++
 	dir.lastProbe = ts
+	if f.tl != nil {
+		f.mark(EventProbe, ts, d)
+	}
 	dir.pending = true
 }
 

@@ -99,6 +99,9 @@ type Flow struct {
 	End           time.Time `json:"end"`
 	// Assertion is "pass" or "fail" when --assert-probes-every was given.
 	Assertion string `json:"assertion,omitempty"`
+	// Events is the flow's timeline when Options.Timeline was set; it is not
+	// part of the JSON contract.
+	Events []TimelineEvent `json:"-"`
 }
 
 // Summary counts flows and packets.
@@ -160,6 +163,7 @@ func (f *flow) report(endNs int64, opts Options) Flow {
 		Retransmissions:        f.retransmissions,
 		Closed:                 f.closed,
 		Start:                  time.Unix(0, f.first).UTC(),
+		Events:                 f.timelineEvents(client),
 		End:                    time.Unix(0, f.last).UTC(),
 	}
 	// A probe still waiting at the end of the capture counts as unanswered

@@ -174,6 +174,7 @@ type wireStats struct {
 	// rule (last packet + idle), not from conntrack's late DESTROY event.
 	expiredAt *float64
 	lastProbe float64
+	events    []WireEvent // see timeline.go
 }
 
 // analyze reads the client link. A keepalive probe follows tshark's rule
@@ -242,19 +243,25 @@ func analyze(pkts []capturedPacket, start time.Time, idle time.Duration, end tim
 		if tcp.RST {
 			if !fromClient && !closed[rev] {
 				s.rsts++
+				s.mark(ts, start, WireRST, false)
 			}
 			continue
 		}
 		nx, seen := next[k]
 		if fromClient && seen && !tcp.SYN && !tcp.FIN && n <= 1 && tcp.Seq == nx-1 {
 			s.probes++
+			s.mark(ts, start, WireProbe, true)
 			s.lastProbe = ts.Sub(start).Seconds()
 			pendingProbe[k] = true
 			continue
 		}
 		if !fromClient && pendingProbe[rev] && n == 0 && tcp.ACK && !tcp.SYN && !tcp.FIN {
 			s.probeAcks++
+			s.mark(ts, start, WireProbeAck, false)
 			pendingProbe[rev] = false
+		}
+		if n > 0 {
+			s.mark(ts, start, WireData, fromClient)
 		}
 		end := tcp.Seq + n
 		if tcp.SYN || tcp.FIN {

@@ -64,9 +64,11 @@ type ScenarioResult struct {
 	// Client is what the client reported (the bundled client's line, or
 	// the user command's exit status); Socket its keepalive options as the
 	// bundled client read them back from its socket.
-	Client   string `json:"client,omitempty"`
-	Socket   string `json:"socket,omitempty"`
-	ExitCode int    `json:"exit_code"`
+	// Wire is the client link's packets for timelines; not in the JSON.
+	Wire     []WireEvent `json:"-"`
+	Client   string      `json:"client,omitempty"`
+	Socket   string      `json:"socket,omitempty"`
+	ExitCode int         `json:"exit_code"`
 }
 
 // Summary counts scenarios.

@@ -329,6 +329,7 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun) (sr Scenari
 	sr.ElapsedS = round3(end.Sub(start).Seconds())
 	ws := analyze(pkts, start, t.Idle, end)
 	sr.Packets, sr.Probes, sr.ProbeAcks, sr.Resets, sr.ExpiredS = ws.packets, ws.probes, ws.probeAcks, ws.rsts, ws.expiredAt
+	sr.Wire = ws.events
 	if sr.ExpiredS != nil {
 		v := round3(*sr.ExpiredS)
 		sr.ExpiredS = &v

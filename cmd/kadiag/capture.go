@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/kadiag/kadiag/capture"
 	"github.com/kadiag/kadiag/middlebox"
@@ -88,6 +89,7 @@ func runCapture(cmd *cobra.Command, fl captureFlags) error {
 			return bad("--assert-probes-every: %w", err)
 		}
 	}
+	opts.Timeline = wantsTimeline()
 	live := fl.read == ""
 	if !live {
 		for name, set := range map[string]bool{"--iface": fl.iface != "", "--duration": fl.duration != "",
@@ -121,7 +123,18 @@ func runCapture(cmd *cobra.Command, fl captureFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
+	var expected time.Duration
+	if d, err := middlebox.ParseDuration(fl.duration); err == nil {
+		expected = d
+	}
+	stopProgress := startProgress(cmd, expected, func(time.Duration) string {
+		if expected > 0 {
+			return "capturing; the report follows when the time is up (Ctrl-C ends it early)"
+		}
+		return "capturing; Ctrl-C ends the capture and prints the report"
+	})
 	res, lerr := capture.Live(ctx, lo, opts)
+	stopProgress()
 	return finishCapture(cmd, res, lerr)
 }
 
@@ -130,13 +143,8 @@ func runCapture(cmd *cobra.Command, fl captureFlags) error {
 func finishCapture(cmd *cobra.Command, res *capture.Result, err error) error {
 	if res != nil {
 		rep := reports.Capture{Result: res}
-		var rerr error
-		if f, _ := reports.ParseFormat(global.output); f == reports.JSON {
-			rerr = rep.WriteJSON(cmd.OutOrStdout())
-		} else {
-			rerr = render(cmd, rep)
-		}
-		if rerr != nil {
+		// Render streams the JSON through Capture.WriteJSON (reports.JSONWriter).
+		if rerr := render(cmd, rep); rerr != nil {
 			return rerr
 		}
 		if err == nil && rep.Failed() {

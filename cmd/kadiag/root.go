@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/kadiag/kadiag/reports"
 	"github.com/spf13/cobra"
@@ -9,7 +10,8 @@ import (
 
 // globalFlags are the flags every command shares.
 type globalFlags struct {
-	output string
+	output  string
+	reports []string
 }
 
 var global globalFlags
@@ -22,11 +24,15 @@ func newRootCmd() *cobra.Command {
 load balancer or conntrack table forgets, so the reply never arrives and the
 client waits until its read timeout (or forever).
 
+  kadiag doctor    one process on one screen: what is wrong and what to change
   kadiag sockets   is keepalive armed on a process's sockets, and will they survive?
   kadiag capture   proof on the wire that keepalive probes go out
   kadiag simulate  a lab with a middlebox that forgets idle flows, with and without the fix
   kadiag preload   the bundled LD_PRELOAD library that turns keepalive on
+  kadiag exporter  the keepalive risk of every process on a node, as Prometheus metrics
 
+Every command prints a table, or with -o json, junit, markdown or html;
+--report FILE (repeatable) writes the report to a file as well.
 Exit codes: 0 ok, 1 a check failed, 2 an error.`,
 		Version: version,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -43,7 +49,8 @@ Exit codes: 0 ok, 1 a check failed, 2 an error.`,
 			return err
 		},
 	}
-	root.PersistentFlags().StringVarP(&global.output, "output", "o", "table", "output format: table, json or junit")
+	root.PersistentFlags().StringVarP(&global.output, "output", "o", "table", "output format: table, json, junit, markdown or html")
+	root.PersistentFlags().StringArrayVar(&global.reports, "report", nil, "also write the report to FILE (atomically), in the format its extension names: .json, .xml (JUnit), .md, .html, .txt; repeatable")
 	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, f := range reports.Formats {
@@ -76,11 +83,27 @@ func (e usageError) Error() string {
 
 func (e usageError) Unwrap() error { return e.err }
 
-// render writes r in the format chosen with --output to the command's stdout.
+// render writes r in the format chosen with --output to the command's
+// stdout, and to every --report file in the format its extension names
+// (atomically). Stdout stays empty when a file already takes -o's format:
+// -o html --report kadiag.html writes the page once.
 func render(cmd *cobra.Command, r reports.Report) error {
 	f, err := reports.ParseFormat(global.output)
 	if err != nil {
 		return err
+	}
+	toStdout := true
+	for _, path := range global.reports {
+		ff := reports.FormatForFile(path, f)
+		if ff == f {
+			toStdout = false
+		}
+		if err := reports.WriteFile(path, func(w io.Writer) error { return reports.Render(w, ff, r) }); err != nil {
+			return err
+		}
+	}
+	if !toStdout {
+		return nil
 	}
 	return reports.Render(cmd.OutOrStdout(), f, r)
 }

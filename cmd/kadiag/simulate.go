@@ -104,7 +104,9 @@ func runSimulate(cmd *cobra.Command, f *simulateFlags, args []string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), "%.3f ms per lab up+down (%d labs)\n", float64(mean)/float64(time.Millisecond), f.benchLabs)
 		return nil
 	}
+	stopProgress := simulateProgress(cmd, &cfg)
 	res, err := simulate.Run(ctx, cfg)
+	stopProgress()
 	if err != nil {
 		return err
 	}

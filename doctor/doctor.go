@@ -1,0 +1,175 @@
+// Package doctor answers, for one process, "what is wrong and what do I
+// change": which runtime it is (JVM and version, Go with its build info,
+// Python, Node, musl or glibc, static), which of its TCP sockets a
+// middlebox can forget (package inspect), whether the keepalive preload
+// library is loaded and effective (package preload), the keepalive sysctls
+// of its network namespace, whether it runs in a container or a Kubernetes
+// pod, and the exact fix for that runtime.
+package doctor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/preload"
+)
+
+// Schema names the JSON contract of Result.
+const Schema = "kadiag.doctor/v1"
+
+// ErrNoProcess is returned (wrapped) for a pid that does not exist.
+var ErrNoProcess = errors.New("no such process")
+
+// Options tune a diagnosis.
+type Options struct {
+	// MaxIdle is the middlebox's idle timeout; zero means 350 s.
+	MaxIdle time.Duration
+	// LibDir is where the fix tells the user to put the preload library on
+	// a host; zero means /usr/local/lib/kadiag.
+	LibDir string
+	// Container names the application container in the Kubernetes patch;
+	// zero means "app".
+	Container string
+}
+
+// Result is the diagnosis of one process. Its JSON is kadiag.doctor/v1.
+type Result struct {
+	Schema    string    `json:"schema"`
+	PID       int       `json:"pid"`
+	Comm      string    `json:"comm"`
+	MaxIdleS  int       `json:"max_idle_s"`
+	Runtime   Runtime   `json:"runtime"`
+	Container Container `json:"container"`
+	// Netns and Sysctl are the process's network namespace and its
+	// keepalive sysctls: what sockets use for options they did not set.
+	Netns  string         `json:"netns"`
+	Sysctl inspect.Sysctl `json:"sysctl"`
+	// Sockets are the process's TCP sockets with their verdicts, as
+	// `kadiag sockets` shows them; Summary counts them.
+	Sockets []inspect.Socket `json:"sockets"`
+	Summary inspect.Summary  `json:"summary"`
+	// Preload says whether the keepalive library is loaded and effective.
+	Preload Preload `json:"preload"`
+	// Healthy is false when a socket is at risk or a preload library that
+	// was asked for does not work.
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems"`
+	// Fixes are the changes that help this runtime, best first.
+	Fixes []Fix `json:"fixes"`
+	// Notes are facts worth knowing (inferred values, limits of the checks).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Preload is the part of `kadiag preload check` that doctor shows.
+type Preload struct {
+	// Requested: LD_PRELOAD names libkadiag_keepalive.
+	Requested bool   `json:"requested"`
+	Mapped    bool   `json:"mapped"`
+	Path      string `json:"path,omitempty"`
+	// Effective: loaded and every TCP socket carries its settings.
+	Effective bool `json:"effective"`
+	// Possible: LD_PRELOAD can work in this process at all (not Go, not
+	// static, not secure-execution).
+	Possible bool     `json:"possible"`
+	Reasons  []string `json:"reasons,omitempty"`
+}
+
+// Fix is one change that makes the process's idle connections survive.
+type Fix struct {
+	// Kind is env, kubernetes, java, go, python, sysctl or rebuild.
+	Kind  string `json:"kind"`
+	Title string `json:"title"`
+	// Text is what to run, paste or apply; Lang names its language for
+	// syntax highlighting (sh, yaml, java, go, python).
+	Text string `json:"text,omitempty"`
+	Lang string `json:"lang,omitempty"`
+	// Why explains, in a sentence, what the change does or does not do.
+	Why string `json:"why,omitempty"`
+}
+
+// Diagnose examines the process pid. Reading its sockets' exact options and
+// its environment needs root or CAP_SYS_PTRACE; without them values are
+// inferred and said so in Notes.
+func Diagnose(pid int, o Options) (*Result, error) {
+	if o.MaxIdle == 0 {
+		o.MaxIdle = 350 * time.Second
+	}
+	if o.LibDir == "" {
+		o.LibDir = "/usr/local/lib/kadiag"
+	}
+	if o.Container == "" {
+		o.Container = "app"
+	}
+	if pid <= 0 {
+		return nil, fmt.Errorf("pid %d: %w (pids are positive)", pid, ErrNoProcess)
+	}
+	check, err := preload.Check(pid)
+	if err != nil {
+		if errors.Is(err, preload.ErrNoProcess) {
+			return nil, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
+		}
+		return nil, err
+	}
+	rep, err := inspect.ScanPIDs([]int{pid}, inspect.Options{MaxIdle: o.MaxIdle})
+	if err != nil {
+		return nil, err
+	}
+	r := &Result{Schema: Schema, PID: pid, Comm: check.Comm, MaxIdleS: int(o.MaxIdle / time.Second),
+		Sockets: []inspect.Socket{}, Summary: rep.Summary, Problems: []string{}, Fixes: []Fix{}, Notes: rep.Notes}
+	for _, p := range rep.Processes {
+		r.Netns, r.Sysctl = p.Netns, p.Sysctl
+		r.Sockets = append(r.Sockets, p.Sockets...)
+	}
+	r.Runtime = detectRuntime(pid, check.Binary)
+	r.Container = detectContainer(pid)
+	r.Preload = Preload{Requested: check.Library.Preload != "" && containsLibrary(check.Library.Preload),
+		Mapped: check.Library.Mapped, Path: check.Library.Path, Effective: check.Effective,
+		Possible: r.Runtime.Preloadable()}
+	if r.Preload.Requested || r.Preload.Mapped {
+		r.Preload.Reasons = check.Reasons
+	}
+	r.judge()
+	r.Fixes = fixes(r, o)
+	return r, nil
+}
+
+// judge fills Healthy and Problems.
+func (r *Result) judge() {
+	var off, slow int
+	for _, s := range r.Sockets {
+		if s.Verdict != inspect.AtRisk {
+			continue
+		}
+		if s.Keepalive.Enabled {
+			slow++
+		} else {
+			off++
+		}
+	}
+	if off > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d connected sockets have keepalive off: idle past %ds, a middlebox forgets them and the client waits for a reply that never comes",
+			off, r.Summary.Sockets, r.MaxIdleS))
+	}
+	if slow > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d connected sockets have keepalive on but probe first after the middlebox's %ds", slow, r.Summary.Sockets, r.MaxIdleS))
+	}
+	if (r.Preload.Requested || r.Preload.Mapped) && !r.Preload.Effective {
+		msg := "the keepalive preload library is configured but not effective"
+		if len(r.Preload.Reasons) > 0 {
+			msg += ": " + r.Preload.Reasons[0]
+		}
+		r.Problems = append(r.Problems, msg)
+	}
+	r.Healthy = len(r.Problems) == 0
+}
+
+func containsLibrary(ldPreload string) bool {
+	for _, f := range splitPreload(ldPreload) {
+		if baseName(f) == preload.LibraryName {
+			return true
+		}
+	}
+	return false
+}

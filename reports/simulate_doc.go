@@ -1,0 +1,99 @@
+package reports
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/kadiag/kadiag/simulate"
+)
+
+// Document lays a lab run out: the middlebox and the server, the scenarios
+// side by side with their verdicts, and one timeline per scenario: the
+// request, the middlebox's conntrack events, the moment it forgot the flow,
+// the probes and answers on the client link, and how the wait ended.
+func (s Simulate) Document() Document {
+	r := s.Result
+	d := Document{Title: "kadiag simulate", Status: StatusOK}
+	if !r.Passed() {
+		d.Status = StatusFailed
+	}
+	mb := "idle " + Seconds(int(r.IdleS))
+	if r.Preset != "" {
+		mb = r.Preset + ", " + mb
+	}
+	if r.Scale > 1 {
+		mb += fmt.Sprintf(", scaled ÷%g to %s in the lab", r.Scale, secs(r.LabIdleS))
+	}
+	d.Summary = fmt.Sprintf("%d of %d scenarios as expected. Middlebox: %s; after expiry: %s. The server answers after %s.",
+		r.Summary.Passed, r.Summary.Scenarios, mb, r.After, secs(r.ResponseDelayS))
+	g := &Grid{Header: []string{"scenario", "expected", "outcome", "result", "elapsed", "probes", "answered", "RSTs", "forgotten at", "evidence"}}
+	var tls []Timeline
+	for _, sc := range r.Scenarios {
+		res, tone := "as expected", Good
+		if !sc.Passed {
+			res, tone = "UNEXPECTED", Bad
+		}
+		exp := "-"
+		if sc.ExpiredS != nil {
+			exp = secs(*sc.ExpiredS)
+		}
+		g.Rows = append(g.Rows, []Cell{{Text: sc.Name}, {Text: sc.Expected}, {Text: sc.Outcome, Tone: outcomeTone(sc.Outcome)},
+			{Text: res, Tone: tone}, {Text: secs(sc.ElapsedS)}, {Text: strconv.Itoa(sc.Probes)}, {Text: strconv.Itoa(sc.ProbeAcks)},
+			{Text: strconv.Itoa(sc.Resets)}, {Text: exp}, {Text: sc.Evidence}})
+		tls = append(tls, scenarioTimeline(r, sc))
+	}
+	d.Sections = append(d.Sections, Section{Heading: "Scenarios", Grid: g})
+	d.Sections = append(d.Sections, Section{Heading: "Timelines",
+		Text:      []string{fmt.Sprintf("Per scenario, in lab seconds from its start (×%g for real time): the request, the middlebox's conntrack events, when it forgot the flow (green: remembered, red: forgotten), keepalive probes and their answers on the client link, and how the wait ended.", max(r.Scale, 1))},
+		Timelines: tls})
+	var notes []string
+	if r.Pcap != "" {
+		notes = append(notes, "packets of the client links: "+r.Pcap)
+	}
+	notes = append(notes, r.Warnings...)
+	if len(notes) > 0 {
+		d.Sections = append(d.Sections, Section{Heading: "Notes", List: notes})
+	}
+	return d
+}
+
+func outcomeTone(o string) Tone {
+	if o == simulate.OutcomeOK {
+		return Good
+	}
+	return Bad
+}
+
+// scenarioTimeline draws one scenario from its recorded evidence.
+func scenarioTimeline(r *simulate.Result, sc simulate.ScenarioResult) Timeline {
+	t := Timeline{Title: sc.Name, EndS: sc.ElapsedS, LimitS: r.LabIdleS, Tone: outcomeTone(sc.Outcome)}
+	t.Outcome = fmt.Sprintf("%s after %s, %s, %d answered (expected %s)", sc.Outcome, secs(sc.ElapsedS), plural(sc.Probes, "probe"), sc.ProbeAcks, sc.Expected)
+	if !sc.Passed {
+		t.Tone = Bad
+	} else if sc.Outcome != simulate.OutcomeOK {
+		t.Tone = Warn
+	}
+	t.Events = append(t.Events, wireEvents(sc)...)
+	for _, e := range sc.Conntrack {
+		label := "conntrack " + e.Event
+		if e.State != "" {
+			label += " " + e.State
+		}
+		t.Events = append(t.Events, Event{T: e.T, Kind: EventNote, Label: label})
+	}
+	if sc.ExpiredS != nil {
+		t.Events = append(t.Events, Event{T: *sc.ExpiredS, Kind: EventExpiry,
+			Label: fmt.Sprintf("the middlebox forgets the flow (%s of silence)", secs(r.LabIdleS))})
+	}
+	end := Event{T: sc.ElapsedS}
+	switch sc.Outcome {
+	case simulate.OutcomeOK:
+		end.Kind, end.Label = EventResponse, "the response arrives"
+	case simulate.OutcomeReset:
+		end.Kind, end.Label = EventRST, "the client gets a reset"
+	default:
+		end.Kind, end.Label = EventTimeout, "the client gives up: "+sc.Outcome
+	}
+	t.Events = append(t.Events, end)
+	return t
+}
