@@ -73,12 +73,11 @@ func TestHTMLInChromium(t *testing.T) {
 func TestTimelineMarkdown(t *testing.T) {
 	var b bytes.Buffer
 	WriteMarkdown(&b, Document{Title: "lab", Sections: []Section{{Timelines: []Timeline{probeTimeline(), labTimeline()}}}})
-	out := b.String()
 	probes := probeTimeline()
 	probes.Tone = Warn
 	b.Reset()
 	WriteMarkdown(&b, Document{Title: "lab", Sections: []Section{{Timelines: []Timeline{probes, labTimeline(), probeTimeline()}}}})
-	out = b.String()
+	out := b.String()
 	for _, want := range []string{"**none: keepalive off**: ❌ reset after 10.2s", "| 5.002s | middlebox forgets the flow |",
 		"| 10.101s | reset (RST) |", "| 3s | … 6 more probes, 6 answered, until 8.001s |", "1 timeline(s) without a problem"} {
 		if !strings.Contains(out, want) {
