@@ -167,14 +167,14 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 var (
-	ansiSeq     = regexp.MustCompile("\x1b\\[[0-9;]*[mK]")
-	netnsID     = regexp.MustCompile(`net:\[\d+\]`)
-	ephemeral   = regexp.MustCompile(`(198\.18\.80\.\d+|\[fd00:6b61:50::\d+\]):(\d{5})\b`)
-	timerLeft   = regexp.MustCompile(`\b(keepalive|on|persist),[0-9.]+(ms|s|m|h)?,`)
-	jdkVersion  = regexp.MustCompile(`\b17\.0\.\d+\b`)
-	cgroupPath  = regexp.MustCompile(`cgroup /\S*`)
-	anyNumber   = regexp.MustCompile(`\d+(\.\d+)?`)
-	spaces      = regexp.MustCompile(`[ \t]+`)
+	ansiSeq    = regexp.MustCompile("\x1b\\[[0-9;]*[mK]")
+	netnsID    = regexp.MustCompile(`net:\[\d+\]`)
+	ephemeral  = regexp.MustCompile(`(198\.18\.80\.\d+|\[fd00:6b61:50::\d+\]):(\d{5})\b`)
+	timerLeft  = regexp.MustCompile(`\b(keepalive|on|persist),[0-9.]+(ms|s|m|h)?,`)
+	jdkVersion = regexp.MustCompile(`\b17\.0\.\d+\b`)
+	cgroupPath = regexp.MustCompile(`cgroup /\S*`)
+	anyNumber  = regexp.MustCompile(`\d+(\.\d+)?`)
+	spaces     = regexp.MustCompile(`[ \t]+`)
 )
 
 // normalise maps what differs between runs to what the docs show: the
