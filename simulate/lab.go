@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/kadiag/kadiag/middlebox"
@@ -29,8 +30,18 @@ var (
 	serverLinkIf = "eth0"
 )
 
-// ServerPort is the TCP port of the lab's HTTP server.
+// ServerPort is the TCP port of the lab's HTTP server for a user command.
+// Built-in scenario i of Scenarios listens on ServerPort+1+i, so the flows of
+// parallel labs never share a 4-tuple in the one --pcap file: the kernel picks
+// the clients' ports from a table shared by all namespaces, and two labs
+// connecting at once can get the same one, which makes Wireshark's analysis
+// run two flows together.
 const ServerPort = 8080
+
+// scenarioPort is the server port of a built-in scenario.
+func scenarioPort(name string) int {
+	return ServerPort + 1 + slices.Index(Scenarios, name)
+}
 
 // LabConfig describes one lab's middlebox.
 type LabConfig struct {
@@ -198,12 +209,14 @@ func upWithAddrs(h *netlink.Handle, name string, ip4, ip6 net.IP) error {
 	return nil
 }
 
-// ServerURL is the lab server's URL as the client dials it.
-func ServerURL(ipv6 bool) string {
+// ServerURL is the lab server's URL as a user command dials it.
+func ServerURL(ipv6 bool) string { return serverURL(ipv6, ServerPort) }
+
+func serverURL(ipv6 bool, port int) string {
 	if ipv6 {
-		return fmt.Sprintf("http://[%s]:%d/", serverIP6, ServerPort)
+		return fmt.Sprintf("http://[%s]:%d/", serverIP6, port)
 	}
-	return fmt.Sprintf("http://%s:%d/", serverIP4, ServerPort)
+	return fmt.Sprintf("http://%s:%d/", serverIP4, port)
 }
 
 // Close releases the lab's namespaces; the kernel removes them, their links

@@ -57,6 +57,7 @@ type labRun struct {
 	name     string
 	expected string
 	cmd      func(url string) *exec.Cmd
+	port     int         // the lab server's port
 	sysctls  [][2]string // for the client namespace
 	bundled  bool        // the bundled client: its exit status is the outcome
 	pidns    bool        // a PID namespace of its own, so nothing it forks survives
@@ -196,7 +197,7 @@ func preloadEnv(lib string, idle, intvl time.Duration, cnt int) []string {
 }
 
 func scenarioRun(name string, t Timings, bin string, lib *os.File) labRun {
-	r := labRun{name: name, expected: expected[name], bundled: true, backstop: t.Timeout + 3*time.Second}
+	r := labRun{name: name, expected: expected[name], port: scenarioPort(name), bundled: true, backstop: t.Timeout + 3*time.Second}
 	var args, env []string
 	env = []string{"PATH=/usr/bin:/bin"}
 	secs := func(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) }
@@ -226,7 +227,7 @@ func scenarioRun(name string, t Timings, bin string, lib *os.File) labRun {
 }
 
 func commandRun(cfg *Config, t Timings, lib *os.File, who identity) labRun {
-	r := labRun{name: "command", expected: cfg.Expect, pidns: true, backstop: t.Timeout}
+	r := labRun{name: "command", expected: cfg.Expect, port: ServerPort, pidns: true, backstop: t.Timeout}
 	r.cmd = func(url string) *exec.Cmd {
 		args := make([]string, len(cfg.Command))
 		for i, a := range cfg.Command {
@@ -263,7 +264,7 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun) (sr Scenari
 		return sr, nil, err
 	}
 	defer lab.Close()
-	srv, err := startServer(lab.Server, ServerConfig{ResponseDelay: t.ResponseDelay, Keepalive: t.ServerKeep})
+	srv, err := startServer(lab.Server, ServerConfig{Port: r.port, ResponseDelay: t.ResponseDelay, Keepalive: t.ServerKeep})
 	if err != nil {
 		return sr, nil, err
 	}
@@ -284,7 +285,7 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun) (sr Scenari
 	}
 
 	testPause(ctx, "setup")
-	cmd := r.cmd(ServerURL(cfg.IPv6))
+	cmd := r.cmd(serverURL(cfg.IPv6, r.port))
 	var out, errOut bytes.Buffer
 	if r.bundled {
 		cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,8 @@ type ServerConfig struct {
 	// Keepalive, when positive, turns on the server's own keepalive probes
 	// with this idle and interval. Zero: the server sends nothing while it works.
 	Keepalive time.Duration
+	// Port is the TCP port to listen on (ServerPort when zero).
+	Port int
 }
 
 // server is the lab's HTTP server: one listener in the server namespace,
@@ -46,7 +49,7 @@ func startServer(ns netns.NsHandle, cfg ServerConfig) (*server, error) {
 	s := &server{cfg: cfg, stop: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	err := inNetns(ns, func() error {
 		var err error
-		s.ln, err = lc.Listen(context.Background(), "tcp", ":"+strconv.Itoa(ServerPort))
+		s.ln, err = lc.Listen(context.Background(), "tcp", ":"+strconv.Itoa(cmp.Or(cfg.Port, ServerPort)))
 		return err
 	})
 	if err != nil {
