@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/kadiag/kadiag/internal/atomicfile"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -87,12 +89,12 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 		}
 	}
 
-	var out *atomicFile
+	var out *atomicfile.File
 	var ng *pcapgo.NgWriter
 	if lo.Write != "" {
-		if out, err = createAtomic(lo.Write); err != nil {
+		if out, err = atomicfile.Create(lo.Write, 0o644); err != nil {
 			closeAll()
-			return nil, err
+			return nil, fmt.Errorf("create %s: %w", lo.Write, err)
 		}
 		defer out.Abort() // no-op after Commit
 		if ng, err = newNgWriter(out, handles, lo.Snaplen); err != nil {
@@ -304,7 +306,7 @@ func openHandle(name string, lt layers.LinkType, netOff uint32, loopback bool, p
 	return &handle{tp: tp, name: name, linkType: lt, netOff: netOff, loopback: loopback}, nil
 }
 
-func newNgWriter(w *atomicFile, hs []*handle, snaplen int) (*pcapgo.NgWriter, error) {
+func newNgWriter(w io.Writer, hs []*handle, snaplen int) (*pcapgo.NgWriter, error) {
 	iface := func(h *handle) pcapgo.NgInterface {
 		return pcapgo.NgInterface{Name: h.name, LinkType: h.linkType, SnapLength: uint32(snaplen),
 			TimestampResolution: 9, OS: "Linux"}

@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -139,38 +138,6 @@ func TestFilterManyPorts(t *testing.T) {
 	all, _ := tcpFilter(14, nil, 128, true)
 	if len(prog) != len(all) {
 		t.Errorf("%d ports: %d instructions, want the all-TCP filter's %d", len(ports), len(prog), len(all))
-	}
-}
-
-func TestAtomicFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "out.pcapng")
-	a, err := createAtomic(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Write([]byte("partial"))
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Errorf("final name exists before commit: %v", err)
-	}
-	a.Abort()
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("abort left %v", ents)
-	}
-	a, _ = createAtomic(path)
-	a.Write([]byte("whole"))
-	if err := a.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	a.Abort() // after commit: nothing to do
-	if b, _ := os.ReadFile(path); string(b) != "whole" {
-		t.Errorf("content %q", b)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Errorf("files %v", ents)
-	}
-	if _, err := createAtomic(filepath.Join(dir, "no/such/dir/x.pcapng")); err == nil {
-		t.Errorf("create in a missing directory succeeded")
 	}
 }
 

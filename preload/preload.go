@@ -11,12 +11,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 
-	"golang.org/x/sys/unix"
+	"github.com/kadiag/kadiag/internal/atomicfile"
 )
 
 //go:generate make -C .. preload
@@ -124,40 +125,15 @@ func Extract(dir string, t Target) (string, error) {
 		return "", fmt.Errorf("extract: %s is not a directory", abs)
 	}
 	final := filepath.Join(abs, LibraryName)
-	tmp, err := os.CreateTemp(abs, "."+LibraryName+".tmp-*")
+	// ld.so needs the library readable by the application's user, and
+	// executable is the convention for .so files. The rename replaces a
+	// symlink at final itself, it never writes through it.
+	err = atomicfile.WriteFile(final, 0o755, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("extract: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return "", fmt.Errorf("extract: write %s: %w", tmp.Name(), err)
-	}
-	// CreateTemp makes 0600 files; ld.so needs the library readable by the
-	// application's user, and executable is the convention for .so files.
-	if err := tmp.Chmod(0o755); err != nil {
-		return "", fmt.Errorf("extract: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("extract: fsync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("extract: %w", err)
-	}
-	// rename(2) replaces a symlink at final itself, it never writes through it.
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", fmt.Errorf("extract: %w", err)
-	}
-	ok = true
-	if d, err := os.Open(abs); err == nil {
-		// Make the rename durable too; a failure here loses nothing written.
-		_ = unix.Fsync(int(d.Fd()))
-		d.Close()
 	}
 	return final, nil
 }

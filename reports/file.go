@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/kadiag/kadiag/internal/atomicfile"
 )
 
 // ErrReportPath is returned (wrapped) when a report file cannot be written
@@ -17,42 +19,23 @@ var ErrReportPath = errors.New("cannot write report file")
 // rename over path, fsync the directory. A reader sees the old file or the
 // whole new one, never half a report; a symlink at path is replaced, never
 // followed; on error nothing is left behind.
-func WriteFile(path string, write func(io.Writer) error) (err error) {
+func WriteFile(path string, write func(io.Writer) error) error {
 	if path == "" {
 		return fmt.Errorf("%w: empty path", ErrReportPath)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%w: %s is a directory (give a file name, e.g. %s)", ErrReportPath, path, filepath.Join(path, "kadiag-report.html"))
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
-		return fmt.Errorf("%w: %v (does the directory %s exist and is it writable?)", ErrReportPath, err, dir)
+		return fmt.Errorf("%w: %v (does the directory %s exist and is it writable?)", ErrReportPath, err, filepath.Dir(path))
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
+	if err := write(f); err != nil {
+		f.Abort()
 		return err
 	}
-	if err = tmp.Chmod(0o644); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("%w: %v", ErrReportPath, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("%w: fsync %s: %v", ErrReportPath, tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("%w: %v", ErrReportPath, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("%w: %v", ErrReportPath, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -2,36 +2,37 @@ package simulate
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 	"sort"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/kadiag/kadiag/internal/atomicfile"
 )
 
 // writePcap writes every lab's client link as one pcapng file, an
 // interface per lab named after its scenario, packets in time order. The
 // file appears complete or not at all: temp file, fsync, rename.
-func writePcap(path string, names []string, labs [][]capturedPacket) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+func writePcap(path string, names []string, labs [][]capturedPacket) error {
+	err := atomicfile.WriteFile(path, 0o644, func(f io.Writer) error {
+		return writeLabs(f, names, labs)
+	})
 	if err != nil {
 		return fmt.Errorf("pcap %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w, err := pcapgo.NewNgWriterInterface(tmp, pcapgo.NgInterface{Name: names[0], LinkType: layers.LinkTypeEthernet, SnapLength: 262144},
+	return nil
+}
+
+// writeLabs writes the pcapng itself.
+func writeLabs(f io.Writer, names []string, labs [][]capturedPacket) error {
+	w, err := pcapgo.NewNgWriterInterface(f, pcapgo.NgInterface{Name: names[0], LinkType: layers.LinkTypeEthernet, SnapLength: 262144},
 		pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "kadiag simulate"}})
 	if err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
+		return err
 	}
 	for _, n := range names[1:] {
 		if _, err := w.AddInterface(pcapgo.NgInterface{Name: n, LinkType: layers.LinkTypeEthernet, SnapLength: 262144}); err != nil {
-			return fmt.Errorf("pcap %s: %w", path, err)
+			return err
 		}
 	}
 	type rec struct {
@@ -49,20 +50,8 @@ func writePcap(path string, names []string, labs [][]capturedPacket) (err error)
 		ci := r.p.ci
 		ci.InterfaceIndex = r.intf
 		if err := w.WritePacket(ci, r.p.data); err != nil {
-			return fmt.Errorf("pcap %s: %w", path, err)
+			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
-	}
-	return nil
+	return w.Flush()
 }
