@@ -100,8 +100,8 @@ func parseConsoleBlocks(t *testing.T, file string) ([]string, []*consoleBlock) {
 // example Python client holding one connection with keepalive off and one
 // tuned ($PID), a JDK client ($JAVA_PID), the same Python client started
 // with the preload library ($FIXED_PID), and a working directory with a
-// capture (client.pcap), a text file (notes.txt) and the JSON schemas
-// (schema/).
+// capture (client.pcap; dump.pcapng.gz, the same as gzip-compressed
+// pcapng), a text file (notes.txt) and the JSON schemas (schema/).
 type docEnv struct {
 	env     []string
 	dir     string
@@ -126,6 +126,7 @@ func newDocEnv(t *testing.T) *docEnv {
 	os.Chmod(e.dir, 0o755)
 	wd, _ := os.Getwd()
 	copyFile(t, filepath.Join(wd, "../../testdata/capture/eth.pcap"), filepath.Join(e.dir, "client.pcap"))
+	copyFile(t, filepath.Join(wd, "../../testdata/capture/multi.pcapng.gz"), filepath.Join(e.dir, "dump.pcapng.gz"))
 	os.Mkdir(filepath.Join(e.dir, "schema"), 0o755)
 	schemas, _ := filepath.Glob(filepath.Join(wd, "../../docs/schema/*.json"))
 	for _, f := range schemas {
@@ -167,14 +168,15 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 var (
-	ansiSeq    = regexp.MustCompile("\x1b\\[[0-9;]*[mK]")
-	netnsID    = regexp.MustCompile(`net:\[\d+\]`)
-	ephemeral  = regexp.MustCompile(`(198\.18\.80\.\d+|\[fd00:6b61:50::\d+\]):(\d{5})\b`)
-	timerLeft  = regexp.MustCompile(`\b(keepalive|on|persist),[0-9.]+(ms|s|m|h)?,`)
-	jdkVersion = regexp.MustCompile(`\b17\.0\.\d+\b`)
-	cgroupPath = regexp.MustCompile(`cgroup /\S*`)
-	anyNumber  = regexp.MustCompile(`\d+(\.\d+)?`)
-	spaces     = regexp.MustCompile(`[ \t]+`)
+	ansiSeq     = regexp.MustCompile("\x1b\\[[0-9;]*[mK]")
+	netnsID     = regexp.MustCompile(`net:\[\d+\]`)
+	ephemeral   = regexp.MustCompile(`(198\.18\.80\.\d+|\[fd00:6b61:50::\d+\]):(\d{5})\b`)
+	timerLeft   = regexp.MustCompile(`\b(keepalive|on|persist),[0-9.]+(ms|s|m|h)?,`)
+	jdkVersion  = regexp.MustCompile(`\b17\.0\.\d+\b`)
+	cgroupPath  = regexp.MustCompile(`cgroup /\S*`)
+	containerID = regexp.MustCompile(`\b(container_id|pod_uid)="[^"]*"`)
+	anyNumber   = regexp.MustCompile(`\d+(\.\d+)?`)
+	spaces      = regexp.MustCompile(`[ \t]+`)
 )
 
 // normalise maps what differs between runs to what the docs show: the
@@ -233,6 +235,8 @@ func comparable(out string, fuzzy bool) string {
 	out = timerLeft.ReplaceAllString(out, "$1,T,")
 	out = jdkVersion.ReplaceAllString(out, "17.0.x")
 	out = cgroupPath.ReplaceAllString(out, "cgroup C")
+	// The exporter's labels name the container the test itself runs in, if any.
+	out = containerID.ReplaceAllString(out, `$1="C"`)
 	if fuzzy {
 		// A real-time lab's timings and probe counts move with the
 		// machine's load; its words (scenarios, outcomes, verdicts) may not.
