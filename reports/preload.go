@@ -208,9 +208,18 @@ func (r PreloadCheck) WriteTable(w io.Writer) error {
 			ok = "NO: " + s.Problem
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.FD, state, s.Local, dash(s.Remote), ka,
-			HumanDuration(s.Idle), HumanDuration(s.Interval), s.Count, HumanDuration(s.UserTimeout), ok)
+			HumanDuration(s.Idle), HumanDuration(s.Interval), s.Count, userTimeout(s.UserTimeout), ok)
 	}
 	return tw.Flush()
+}
+
+// userTimeout renders a socket's TCP_USER_TIMEOUT; zero means none is set,
+// shown as in the sockets table.
+func userTimeout(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return HumanDuration(d)
 }
 
 func setting(d time.Duration) string {
