@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/testenv"
 )
 
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
@@ -91,7 +92,7 @@ func TestColourizeKeepsAlignment(t *testing.T) {
 // TestColourOnlyOnATerminal renders into a real pty and into a pipe, with
 // and without NO_COLOR.
 func TestColourOnlyOnATerminal(t *testing.T) {
-	m, s := openPty(t)
+	m, s := testenv.OpenPTY(t)
 	t.Setenv("TERM", "xterm")
 	t.Setenv("NO_COLOR", "")
 	if err := Render(s, Table, sampleSockets()); err != nil {
@@ -131,7 +132,7 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	nilP.Update(0, 0, "")
 	nilP.Done()
 
-	m, s := openPty(t)
+	m, s := testenv.OpenPTY(t)
 	p = NewProgress(s)
 	p.Update(65*time.Second, 6*time.Minute, "middlebox forgets the flow at 5:50")
 	p.Done()

@@ -23,7 +23,7 @@ import (
 func TestSimulateReports(t *testing.T) {
 	testenv.Privileged(t)
 	dir := t.TempDir()
-	m, s := openPty(t)
+	m, s := testenv.OpenPTY(t)
 	out := drain(m)
 	args := []string{"simulate", "--idle", "70s", "--scale", "35", "--scenario", "none,preload"}
 	for _, ext := range []string{"json", "xml", "md", "html"} {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -9,30 +8,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/internal/testenv"
-	"golang.org/x/sys/unix"
 )
-
-// openPty opens a pseudo-terminal pair, as a user's terminal gives kadiag.
-func openPty(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pty: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); m.Close() })
-	return m, s
-}
 
 // drain collects what arrives on the master side until the process ends.
 func drain(m *os.File) <-chan string {
@@ -57,7 +33,7 @@ func drain(m *os.File) <-chan string {
 // is a terminal, and not with NO_COLOR or in a pipe.
 func TestTableColourOnATerminal(t *testing.T) {
 	for _, noColor := range []string{"", "1"} {
-		m, s := openPty(t)
+		m, s := testenv.OpenPTY(t)
 		out := drain(m)
 		cmd := exec.Command(buildKadiag(t), "capture", "--read", "../../testdata/capture/eth.pcap")
 		cmd.Stdout, cmd.Stderr = s, s
@@ -85,7 +61,7 @@ func TestTableColourOnATerminal(t *testing.T) {
 func TestLiveCaptureProgress(t *testing.T) {
 	testenv.Privileged(t)
 	ns := testenv.NewNetns(t)
-	m, s := openPty(t)
+	m, s := testenv.OpenPTY(t)
 	out := drain(m)
 	cmd := exec.Command(buildKadiag(t), "capture", "--netns", ns.Path, "--duration", "2s")
 	var stdout strings.Builder
