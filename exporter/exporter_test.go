@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/testenv"
 	"github.com/kadiag/kadiag/preload"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // kadiag's real preload library, preloaded into a real process by the real
@@ -24,7 +25,7 @@ import (
 func TestPreloadMapped(t *testing.T) {
 	target, err := preload.Resolve(preload.Auto, "")
 	if err != nil {
-		t.Skipf("no preload library for this machine: %v", err)
+		testenv.SkipOrFail(t, "no preload library for this machine: %v", err)
 	}
 	lib, err := preload.Extract(t.TempDir(), target)
 	if err != nil {

@@ -5,15 +5,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kadiag/kadiag/internal/testenv"
 	"github.com/kadiag/kadiag/preload"
 )
 
 // TestPreloadEnvShellQuoting: values with spaces and quotes survive a real
 // shell's eval of the export lines.
 func TestPreloadEnvShellQuoting(t *testing.T) {
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh")
-	}
+	testenv.Need(t, "sh")
 	weird := "/opt/my libs/it's/libkadiag_keepalive.so"
 	r := PreloadEnv{Format: EnvShell, Env: []preload.EnvVar{{Name: "LD_PRELOAD", Value: weird}, {Name: "KADIAG_KEEPIDLE", Value: "60"}}}
 	var b strings.Builder
