@@ -128,8 +128,12 @@ func (e *Exporter) Run(ctx context.Context) {
 // the previous snapshot and counts a scan error.
 func (e *Exporter) ScanOnce() (*Snapshot, error) {
 	s, err := e.scan(inspect.Options{MaxIdle: e.o.MaxIdle})
-	e.scans.Add(1)
-	e.lastEnd.Store(time.Now().UnixNano())
+	// The outcome is published before the scan is counted, so whoever sees
+	// the count also sees the snapshot or the error.
+	defer func() {
+		e.lastEnd.Store(time.Now().UnixNano())
+		e.scans.Add(1)
+	}()
 	if err != nil {
 		e.failures.Add(1)
 		msg := err.Error()
@@ -160,6 +164,20 @@ func (e *Exporter) Healthy() error {
 	}
 	if p := e.lastErr.Load(); p != nil && e.snap.Load() == nil {
 		return errors.New("no scan has succeeded yet: " + *p)
+	}
+	return nil
+}
+
+// Ready reports whether /metrics has something to say: the loop is
+// healthy and a scan has completed. Until then a scrape would miss every
+// process, which is indistinguishable from a node without risk, so
+// readiness (unlike liveness) waits for the first scan.
+func (e *Exporter) Ready() error {
+	if err := e.Healthy(); err != nil {
+		return err
+	}
+	if e.snap.Load() == nil {
+		return errors.New("the first scan is still running")
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -116,8 +117,10 @@ func TestServeShutdown(t *testing.T) {
 	for e.Snapshot() == nil && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
-		t.Fatalf("/healthz: %d %q", code, body)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(path); code != 200 || body != "ok\n" {
+			t.Fatalf("%s after the first scan: %d %q", path, code, body)
+		}
 	}
 	code, body := get("/metrics")
 	if code != 200 || !strings.Contains(body, "kadiag_scan_duration_seconds") || !strings.Contains(body, "go_memstats_heap_alloc_bytes") {
@@ -172,5 +175,64 @@ func TestScrapeDoesNotWaitForScan(t *testing.T) {
 	<-done
 	if e.Snapshot() == first {
 		t.Fatal("the finished scan was not published")
+	}
+}
+
+// /healthz is liveness, /readyz readiness: while the first scan runs the
+// loop is alive but /metrics would show no process at all, so only
+// /readyz holds back. A failed first scan fails both, with its reason.
+func TestReadyWaitsForFirstScan(t *testing.T) {
+	tests := []struct {
+		name              string
+		scanErr           error
+		health, readyNow  int
+		readyAfter        int
+		readyAfterMessage string
+	}{
+		{name: "scan succeeds", health: 200, readyNow: 503, readyAfter: 200, readyAfterMessage: "ok"},
+		{name: "scan fails", scanErr: errors.New("list processes: permission denied"), health: 200, readyNow: 503, readyAfter: 503, readyAfterMessage: "no scan has succeeded yet: list processes: permission denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := New(Options{Interval: time.Hour})
+			entered, release := make(chan struct{}), make(chan struct{})
+			e.scan = func(inspect.Options) (*Snapshot, error) {
+				close(entered)
+				<-release
+				if tt.scanErr != nil {
+					return nil, tt.scanErr
+				}
+				return &Snapshot{}, nil
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { e.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			<-entered
+			srv := httptest.NewServer(e.Handler())
+			defer srv.Close()
+			get := func(path string) (int, string) {
+				resp, err := http.Get(srv.URL + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, strings.TrimSpace(string(b))
+			}
+			if code, body := get("/healthz"); code != tt.health {
+				t.Errorf("/healthz during the first scan: %d %q, want %d", code, body, tt.health)
+			}
+			if code, body := get("/readyz"); code != tt.readyNow || body != "the first scan is still running" {
+				t.Errorf("/readyz during the first scan: %d %q, want %d", code, body, tt.readyNow)
+			}
+			close(release)
+			for e.scans.Load() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			if code, body := get("/readyz"); code != tt.readyAfter || body != tt.readyAfterMessage {
+				t.Errorf("/readyz after the first scan: %d %q, want %d %q", code, body, tt.readyAfter, tt.readyAfterMessage)
+			}
+		})
 	}
 }

@@ -15,7 +15,8 @@ import (
 )
 
 // Handler serves /metrics (the exporter's metrics plus the Go runtime's
-// and process's own, for its memory and CPU), /healthz and an index at /.
+// and process's own, for its memory and CPU), /healthz (liveness: scans
+// keep finishing), /readyz (readiness: a scan has completed) and an index at /.
 func (e *Exporter) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -24,15 +25,10 @@ func (e *Exporter) Handler() http.Handler {
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
 	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := e.Healthy(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("GET /healthz", probe(e.Healthy))
+	mux.HandleFunc("GET /readyz", probe(e.Ready))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "kadiag exporter: /metrics, /healthz")
+		fmt.Fprintln(w, "kadiag exporter: /metrics, /healthz, /readyz")
 	})
 	return mux
 }
@@ -79,4 +75,15 @@ func (e *Exporter) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// probe answers 200 "ok" while check passes, else 503 with its reason.
+func probe(check func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := check(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
 }

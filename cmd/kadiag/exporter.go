@@ -32,7 +32,8 @@ options through pidfd_getfd) and serves the last completed scan at /metrics,
 per process: established connections, connections at risk of a silent idle
 drop by reason, sockets by keepalive source, whether the preload library is
 mapped; plus scan duration and scan errors. Scrapes never trigger or wait
-for a scan. /healthz answers 200 while scans keep finishing.
+for a scan. /healthz (liveness) answers 200 while scans keep finishing;
+/readyz (readiness) answers 200 once the first scan has completed.
 
 Run it as root (or with CAP_SYS_PTRACE, CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH;
 see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
@@ -67,7 +68,7 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", "", "address to serve /metrics and /healthz on, e.g. :9977 or 127.0.0.1:9977 (port 0 picks a free one, logged at start)")
+	f.StringVar(&listen, "listen", "", "address to serve /metrics, /healthz and /readyz on, e.g. :9977 or 127.0.0.1:9977 (port 0 picks a free one, logged at start)")
 	f.DurationVar(&interval, "interval", exporter.DefaultInterval, "time between node-wide scans (scrapes never trigger a scan)")
 	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
