@@ -20,22 +20,52 @@ var ErrReportPath = errors.New("cannot write report file")
 // whole new one, never half a report; a symlink at path is replaced, never
 // followed; on error nothing is left behind.
 func WriteFile(path string, write func(io.Writer) error) error {
-	if path == "" {
-		return fmt.Errorf("%w: empty path", ErrReportPath)
-	}
-	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("%w: %s is a directory (give a file name, e.g. %s)", ErrReportPath, path, filepath.Join(path, "kadiag-report.html"))
-	}
-	f, err := atomicfile.Create(path, 0o644)
+	f, err := create(path)
 	if err != nil {
-		return fmt.Errorf("%w: %v (does the directory %s exist and is it writable?)", ErrReportPath, err, filepath.Dir(path))
+		return err
 	}
 	if err := write(f); err != nil {
 		f.Abort()
-		return err
+		return reportErr(path, err)
 	}
 	if err := f.Commit(); err != nil {
-		return fmt.Errorf("%w: %v", ErrReportPath, err)
+		return reportErr(path, err)
 	}
 	return nil
+}
+
+// CheckPath finds out before a command runs, not after minutes of lab time
+// or capture, that a report cannot be written at path: it creates and
+// removes the temporary file WriteFile would write.
+func CheckPath(path string) error {
+	f, err := create(path)
+	if err != nil {
+		return err
+	}
+	f.Abort()
+	return nil
+}
+
+func create(path string) (*atomicfile.File, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty path", ErrReportPath)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s is a directory (give a file name, e.g. %s)", ErrReportPath, path, filepath.Join(path, "kadiag-report.html"))
+	}
+	f, err := atomicfile.Create(path, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v (does the directory %s exist and is it writable?)", ErrReportPath, err, filepath.Dir(path))
+	}
+	return f, nil
+}
+
+// reportErr names the report file and the cause once: "cannot write report
+// file r.html: no space left on device".
+func reportErr(path string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		err = pe.Err
+	}
+	return fmt.Errorf("%w %s: %w", ErrReportPath, path, err)
 }

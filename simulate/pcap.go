@@ -1,8 +1,10 @@
 package simulate
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 
 	"github.com/gopacket/gopacket/layers"
@@ -18,10 +20,19 @@ func writePcap(path string, names []string, labs [][]capturedPacket) error {
 		return writeLabs(f, names, labs)
 	})
 	if err != nil {
-		return fmt.Errorf("pcap %s: %w", path, err)
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Path == path {
+			err = pe.Err
+		}
+		return fmt.Errorf("%w %s: %w (the lab's report is complete; nothing was saved under that name)", ErrPcap, path, err)
 	}
 	return nil
 }
+
+// ErrPcap is returned (wrapped) when the --pcap file cannot be written:
+// before the run when its directory is not writable, after it when the
+// disk is full (then with the Result).
+var ErrPcap = errors.New("cannot write --pcap file")
 
 // writeLabs writes the pcapng itself.
 func writeLabs(f io.Writer, names []string, labs [][]capturedPacket) error {

@@ -67,6 +67,8 @@ type labRun struct {
 // Run builds a lab per scenario (or one for the user command), runs them in
 // parallel and returns what each showed. An error means the lab itself
 // failed; a scenario that did not meet its expectation is in the Result.
+// When only the --pcap file could not be written (a full disk after a long
+// run), Run returns the Result and that error (wrapping ErrPcap).
 func Run(parent context.Context, cfg Config) (*Result, error) {
 	ctx := parent
 	if err := cfg.Validate(); err != nil {
@@ -80,7 +82,7 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 		// cannot be written.
 		f, err := os.CreateTemp(filepath.Dir(cfg.PcapPath), "."+filepath.Base(cfg.PcapPath)+".tmp*")
 		if err != nil {
-			return nil, fmt.Errorf("--pcap %s: %w", cfg.PcapPath, err)
+			return nil, fmt.Errorf("%w %s: %w (does the directory %s exist and is it writable?)", ErrPcap, cfg.PcapPath, err, filepath.Dir(cfg.PcapPath))
 		}
 		f.Close()
 		os.Remove(f.Name())
@@ -173,7 +175,8 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 			names[i] = r.name
 		}
 		if err := writePcap(cfg.PcapPath, names, packets); err != nil {
-			return nil, err
+			// The lab's findings stand without the capture: return both.
+			return res, err
 		}
 		res.Pcap = cfg.PcapPath
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -298,5 +299,110 @@ func TestExtractDiskFull(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(disk); len(ents) != 1 {
 		t.Errorf("left on the disk: %v", ents)
+	}
+}
+
+// fullTmpfs is a tmpfs with no free block left: a file can still be
+// created (inodes are free), but its first write fails with ENOSPC.
+func fullTmpfs(t *testing.T) (dir string, filler string) {
+	t.Helper()
+	dir = tinyTmpfs(t, "8k")
+	filler = filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for {
+		if _, err := f.Write(make([]byte, 1024)); err != nil {
+			if !errors.Is(err, unix.ENOSPC) {
+				t.Fatal(err)
+			}
+			return dir, filler
+		}
+	}
+}
+
+// onlyFiller fails the test if anything but the filler is on the full disk.
+func onlyFiller(t *testing.T, dir string) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || ents[0].Name() != "filler" {
+		t.Errorf("left on the full disk: %v", ents)
+	}
+}
+
+// TestSimulatePcapDiskFull: the disk fills before the lab's --pcap is
+// written. The lab's report still reaches stdout (a real run can take
+// minutes), the error is one line naming the file and the cause, exit 2,
+// and no partial or temporary file is left.
+func TestSimulatePcapDiskFull(t *testing.T) {
+	disk, _ := fullTmpfs(t)
+	pcap := filepath.Join(disk, "lab.pcapng")
+	stdout, stderr, code := runKadiag(t, "simulate", "--idle", "2s", "--response-delay", "3s", "--scenario", "none", "--pcap", pcap, "-o", "json")
+	msg := strings.TrimSpace(stderr)
+	want := "cannot write --pcap file " + pcap + ": no space left on device"
+	if code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, want) {
+		t.Errorf("exit %d, stderr %q: want exit 2 and one line containing %q", code, msg, want)
+	}
+	var rep struct {
+		Scenarios []struct {
+			Name    string `json:"name"`
+			Outcome string `json:"outcome"`
+		} `json:"scenarios"`
+		Pcap *string `json:"pcap"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Scenarios) != 1 || rep.Scenarios[0].Name != "none" || rep.Scenarios[0].Outcome == "" {
+		t.Errorf("want the lab's report on stdout (%v): %.400s", err, stdout)
+	}
+	if rep.Pcap != nil && *rep.Pcap != "" {
+		t.Errorf("the report names a pcap that was not written: %q", *rep.Pcap)
+	}
+	onlyFiller(t, disk)
+}
+
+// TestReportDiskFull: one --report file does not fit. The other --report
+// file and stdout are still written, the error names the file that
+// failed (not its temporary name), exit 2, nothing half-written left.
+func TestReportDiskFull(t *testing.T) {
+	disk, _ := fullTmpfs(t)
+	full := filepath.Join(disk, "report.html")
+	ok := filepath.Join(t.TempDir(), "report.md")
+	stdout, stderr, code := runKadiag(t, "capture", "--read", fx("eth.pcap"), "--report", full, "--report", ok, "-o", "json")
+	msg := strings.TrimSpace(stderr)
+	want := "cannot write report file " + full + ": no space left on device"
+	if code != 2 || msg != "kadiag: "+want {
+		t.Errorf("exit %d, stderr %q: want exit 2 and %q", code, msg, want)
+	}
+	if !json.Valid([]byte(stdout)) || !strings.Contains(stdout, `"flows"`) {
+		t.Errorf("stdout is not the JSON report: %.300s", stdout)
+	}
+	if b, err := os.ReadFile(ok); err != nil || !strings.Contains(string(b), "Flow") && !strings.Contains(string(b), "flow") {
+		t.Errorf("the other report was not written: %v %.200s", err, b)
+	}
+	onlyFiller(t, disk)
+
+	// -o html with the page meant for the full disk only: stdout gets it
+	// instead, so nothing is lost.
+	stdout, _, code = runKadiag(t, "capture", "--read", fx("eth.pcap"), "--report", full, "-o", "html")
+	if code != 2 || !strings.Contains(stdout, "<html") {
+		t.Errorf("exit %d, stdout %.100q: want exit 2 and the page on stdout", code, stdout)
+	}
+	onlyFiller(t, disk)
+}
+
+// TestReportPathCheckedFirst: a --report in a missing directory fails
+// before the command does anything (a lab run or capture is not lost to a
+// typo at its end): extract leaves its directory empty.
+func TestReportPathCheckedFirst(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(t.TempDir(), "missing", "r.json")
+	_, stderr, code := runKadiag(t, "preload", "extract", "--dir", dir, "--report", bad)
+	msg := strings.TrimSpace(stderr)
+	if code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, "cannot write report file: create "+bad) || !strings.Contains(msg, "does the directory") {
+		t.Errorf("exit %d, stderr %q", code, msg)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the command ran before the report path was checked: %v", ents)
 	}
 }

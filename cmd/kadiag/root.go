@@ -45,8 +45,15 @@ Exit codes: 0 ok, 1 a check failed, 2 an error.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			_, err := reports.ParseFormat(global.output)
-			return err
+			if _, err := reports.ParseFormat(global.output); err != nil {
+				return err
+			}
+			for _, path := range global.reports {
+				if err := reports.CheckPath(path); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 	root.PersistentFlags().StringVarP(&global.output, "output", "o", "table", "output format: table, json, junit, markdown or html")
@@ -86,24 +93,30 @@ func (e usageError) Unwrap() error { return e.err }
 // render writes r in the format chosen with --output to the command's
 // stdout, and to every --report file in the format its extension names
 // (atomically). Stdout stays empty when a file already takes -o's format:
-// -o html --report kadiag.html writes the page once.
+// -o html --report kadiag.html writes the page once, unless a file failed.
 func render(cmd *cobra.Command, r reports.Report) error {
 	f, err := reports.ParseFormat(global.output)
 	if err != nil {
 		return err
 	}
+	// A report file that cannot be written (disk full, no such directory)
+	// must not cost the others or stdout: the findings may have taken a
+	// long lab run or capture. The first failure is the error.
 	toStdout := true
+	var first error
 	for _, path := range global.reports {
 		ff := reports.FormatForFile(path, f)
 		if ff == f {
 			toStdout = false
 		}
-		if err := reports.WriteFile(path, func(w io.Writer) error { return reports.Render(w, ff, r) }); err != nil {
-			return err
+		if err := reports.WriteFile(path, func(w io.Writer) error { return reports.Render(w, ff, r) }); err != nil && first == nil {
+			first = err
 		}
 	}
-	if !toStdout {
-		return nil
+	if toStdout || first != nil {
+		if err := reports.Render(cmd.OutOrStdout(), f, r); err != nil && first == nil {
+			first = err
+		}
 	}
-	return reports.Render(cmd.OutOrStdout(), f, r)
+	return first
 }

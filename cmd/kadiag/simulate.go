@@ -107,13 +107,18 @@ func runSimulate(cmd *cobra.Command, f *simulateFlags, args []string) error {
 	stopProgress := simulateProgress(cmd, &cfg)
 	res, err := simulate.Run(ctx, cfg)
 	stopProgress()
-	if err != nil {
+	if res == nil {
 		return err
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(cmd.ErrOrStderr(), "kadiag: warning: %s\n", w)
 	}
-	if err := render(cmd, reports.Simulate{Result: res}); err != nil {
+	// A run whose evidence file failed still reports what the lab showed;
+	// the exit code is then 2, for the file.
+	if rerr := render(cmd, reports.Simulate{Result: res}); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
 		return err
 	}
 	if !res.Passed() {

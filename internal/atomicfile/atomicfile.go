@@ -6,6 +6,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,13 +26,33 @@ type File struct {
 func Create(path string, perm os.FileMode) (*File, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return nil, err
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, &os.PathError{Op: "create", Path: path, Err: err}
 	}
 	return &File{f: f, path: path, perm: perm}, nil
 }
 
-// Write writes to the temporary file.
-func (a *File) Write(p []byte) (int, error) { return a.f.Write(p) }
+// Write writes to the temporary file. Its errors name the final path: the
+// temporary name means nothing to whoever reads the message.
+func (a *File) Write(p []byte) (int, error) {
+	n, err := a.f.Write(p)
+	return n, a.named("write", err)
+}
+
+// named renames the temporary file to the final path in err.
+func (a *File) named(op string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return &os.PathError{Op: op, Path: a.path, Err: pe.Err}
+	}
+	if err != nil {
+		return &os.PathError{Op: op, Path: a.path, Err: err}
+	}
+	return nil
+}
 
 // Commit sets the permissions, syncs, closes and renames the file into
 // place, then syncs the directory so the rename survives a crash too. On
@@ -40,14 +61,12 @@ func (a *File) Commit() error {
 	if a.done {
 		return fmt.Errorf("%s: already committed or aborted", a.path)
 	}
-	err := a.f.Chmod(a.perm)
+	err := a.named("chmod", a.f.Chmod(a.perm))
 	if err == nil {
-		if err = a.f.Sync(); err != nil {
-			err = fmt.Errorf("fsync %s: %w", a.f.Name(), err)
-		}
+		err = a.named("fsync", a.f.Sync())
 	}
 	if cerr := a.f.Close(); err == nil {
-		err = cerr
+		err = a.named("close", cerr)
 	}
 	if err == nil {
 		err = os.Rename(a.f.Name(), a.path)
