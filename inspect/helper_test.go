@@ -1,7 +1,6 @@
 package inspect
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -159,57 +158,15 @@ type started struct {
 // running until the test ends.
 func start(t testing.TB, cmd *exec.Cmd) *started {
 	t.Helper()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %v: %v", cmd.Args, err)
-	}
-	s := &started{cmd: cmd, pid: cmd.Process.Pid}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				cmd.Wait()
-				t.Fatalf("%v exited before ready: %s", cmd.Args, stderr.String())
-			}
-			if l == "ready" {
-				go func() {
-					for range lines {
-					}
-				}()
-				return s
-			}
-			s.lines = append(s.lines, l)
-			var h helperSocket
-			if json.Unmarshal([]byte(l), &h) == nil && h.Spec != "" {
-				s.sockets = append(s.sockets, h)
-			}
-		case <-timeout:
-			t.Fatalf("%v: no ready line after 60s: %s", cmd.Args, stderr.String())
+	s := &started{cmd: cmd, lines: testenv.StartReady(t, cmd)}
+	s.pid = cmd.Process.Pid
+	for _, l := range s.lines {
+		var h helperSocket
+		if json.Unmarshal([]byte(l), &h) == nil && h.Spec != "" {
+			s.sockets = append(s.sockets, h)
 		}
 	}
+	return s
 }
 
 // helper returns a command that runs the helper inside n.

@@ -258,18 +258,12 @@ print("ready", flush=True); time.sleep(60)
 	}
 }
 
-// capStartReady starts cmd and waits for it to print "ready".
+// capStartReady starts cmd and waits for it to print "ready", and nothing
+// before it.
 func capStartReady(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() || sc.Text() != "ready" {
-		t.Fatalf("%v did not get ready: %q", cmd.Args, sc.Text())
+	if lines := testenv.StartReady(t, cmd); len(lines) != 0 {
+		t.Fatalf("%v did not get ready: printed %q first", cmd.Args, lines)
 	}
 }
 

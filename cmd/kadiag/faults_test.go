@@ -106,6 +106,8 @@ func startCapture(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, *byte
 	return cmd, &stdout, &stderr
 }
 
+// exitCode is the exit code of a finished command's err, or -1 if it did
+// not run to an exit (not started, killed by a signal).
 func exitCode(err error) int {
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,15 +41,19 @@ func buildKadiag(t *testing.T) string {
 // runKadiag runs the binary and returns stdout, stderr and the exit code.
 func runKadiag(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(buildKadiag(t), args...)
-	var stdout, stderr bytes.Buffer
+	return runAs(t, exec.Command(buildKadiag(t), args...))
+}
+
+// runAs runs cmd (kadiag, or a wrapper such as setpriv around it) and
+// returns stdout, stderr and the exit code.
+func runAs(t *testing.T, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
+	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run kadiag %v: %v", args, err)
+	code := exitCode(err)
+	if code < 0 {
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
 	return stdout.String(), stderr.String(), code
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -41,57 +40,19 @@ type clientSocket struct {
 	UserTimeout int `json:"user_timeout"`
 }
 
-// startReady starts cmd, collects the JSON lines it prints before "ready",
+// startReady starts cmd, decodes the JSON lines it prints before "ready",
 // and stops it when the test ends.
 func startReady(t *testing.T, cmd *exec.Cmd) (int, []clientSocket) {
 	t.Helper()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin, _ := cmd.StdinPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %v: %v", cmd.Args, err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
 	var socks []clientSocket
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("%v exited before ready: %s", cmd.Args, stderr.String())
-			}
-			if l == "ready" {
-				go func() {
-					for range lines {
-					}
-				}()
-				return cmd.Process.Pid, socks
-			}
-			var c clientSocket
-			if err := json.Unmarshal([]byte(l), &c); err != nil {
-				t.Fatalf("%v printed %q: %v", cmd.Args, l, err)
-			}
-			socks = append(socks, c)
-		case <-timeout:
-			t.Fatalf("%v: not ready after 60s: %s", cmd.Args, stderr.String())
+	for _, l := range testenv.StartReady(t, cmd) {
+		var c clientSocket
+		if err := json.Unmarshal([]byte(l), &c); err != nil {
+			t.Fatalf("%v printed %q: %v", cmd.Args, l, err)
 		}
+		socks = append(socks, c)
 	}
+	return cmd.Process.Pid, socks
 }
 
 // sockLab is a client and a server namespace on veth, with a Python server
@@ -327,20 +288,6 @@ func nobodyKadiag(t *testing.T) string {
 	}
 	dst.Close()
 	return bin
-}
-
-func runAs(t *testing.T, cmd *exec.Cmd) (string, string, int) {
-	t.Helper()
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%v: %v", cmd.Args, err)
-	}
-	return stdout.String(), stderr.String(), code
 }
 
 // TestSocketsUnprivileged runs kadiag as nobody against a process of
