@@ -145,44 +145,8 @@ func TestSimulateSignalsEveryPhase(t *testing.T) {
 			if tc.phase == "teardown" {
 				args = []string{"simulate", "--idle", "2s", "--response-delay", "1s", "--", "sh", "-c", "sleep 3033 & exit 0"}
 			}
-			cmd := exec.Command(bin, args...)
-			cmd.Env = append(os.Environ(), "KADIAG_TEST_PAUSE="+tc.pause)
-			stderr, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			cmd, lines := startAtPhase(t, bin, args, tc.pause, func(int) bool { return len(sleepers("sleep 3031", "sleep 3032")) == 2 })
 			pid := cmd.Process.Pid
-			lines := make(chan string, 100)
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-			}()
-			reached := false
-			if tc.pause != "" {
-				timeout := time.After(30 * time.Second)
-			wait:
-				for {
-					select {
-					case l := <-lines:
-						if strings.Contains(l, "test pause") {
-							reached = true
-							break wait
-						}
-					case <-timeout:
-						break wait
-					}
-				}
-			} else {
-				reached = waitUntil(30*time.Second, func() bool { return len(sleepers("sleep 3031", "sleep 3032")) == 2 })
-			}
-			if !reached {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("%v: kadiag never reached %s", sig, tc.phase)
-			}
 			lab := labNetns(pid)
 			desc := descendants(pid)
 			if len(lab) < 3 {

@@ -183,56 +183,24 @@ func TestSimulateSIGKILL(t *testing.T) {
 	} {
 		t.Run(tc.phase, func(t *testing.T) {
 			links, ruleset := hostLinks(t), hostRuleset(t)
-			cmd := exec.Command(bin, append([]string{"simulate", "--idle", "2s", "--response-delay", "60s", "--keepidle", "1s"}, tc.args...)...)
-			cmd.Env = append(os.Environ(), "KADIAG_TEST_PAUSE="+tc.pause)
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			pid := cmd.Process.Pid
-			paused := make(chan bool, 1)
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					if strings.Contains(sc.Text(), "test pause") {
-						paused <- true
+			// Running: kadiag's own descendants are the clients (kadiag's
+			// command line names them too, so look below it only).
+			cmd, stderr := startAtPhase(t, bin, append([]string{"simulate", "--idle", "2s", "--response-delay", "60s", "--keepidle", "1s"}, tc.args...), tc.pause, func(pid int) bool {
+				n := 0
+				for _, d := range descendants(pid) {
+					b, _ := os.ReadFile("/proc/" + strconv.Itoa(d) + "/cmdline")
+					c := strings.ReplaceAll(string(b), "\x00", " ")
+					if strings.HasPrefix(c, "sleep 300") || strings.HasPrefix(c, "kadiag-client") {
+						n++
 					}
+				}
+				return n >= 2
+			})
+			go func() {
+				for range stderr {
 				}
 			}()
-			// Wait for the phase: the pause line, or the clients running.
-			ok := false
-			if tc.pause != "" {
-				select {
-				case <-paused:
-					ok = true
-				case <-time.After(30 * time.Second):
-				}
-			} else {
-				// Running: kadiag's own descendants are the clients (kadiag's
-				// command line names them too, so look below it only).
-				ok = waitUntil(30*time.Second, func() bool {
-					var names []string
-					for _, d := range descendants(pid) {
-						b, _ := os.ReadFile("/proc/" + strconv.Itoa(d) + "/cmdline")
-						names = append(names, strings.ReplaceAll(string(b), "\x00", " "))
-					}
-					n := 0
-					for _, c := range names {
-						if strings.HasPrefix(c, "sleep 300") || strings.HasPrefix(c, "kadiag-client") {
-							n++
-						}
-					}
-					return n >= 2
-				})
-			}
-			if !ok {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("kadiag never reached phase %s", tc.phase)
-			}
+			pid := cmd.Process.Pid
 			lab := labNetns(pid)
 			if len(lab) < 3 {
 				t.Errorf("found %d lab namespaces held by kadiag, want at least 3", len(lab))
@@ -280,6 +248,59 @@ func TestSimulateSIGKILL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startAtPhase starts kadiag with args and returns once it is in the phase
+// a test wants: held at KADIAG_TEST_PAUSE=pause (kadiag says "test pause"
+// on stderr), or with no pause once running(pid) holds. It fails the test
+// if the phase is not reached within 30 s. The channel carries the rest of
+// kadiag's stderr and closes when kadiag closes it.
+func startAtPhase(t *testing.T, bin string, args []string, pause string, running func(pid int) bool) (*exec.Cmd, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KADIAG_TEST_PAUSE="+pause)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	reached := false
+	if pause != "" {
+		timeout := time.After(30 * time.Second)
+	wait:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break wait
+				}
+				if strings.Contains(l, "test pause") {
+					reached = true
+					break wait
+				}
+			case <-timeout:
+				break wait
+			}
+		}
+	} else {
+		reached = waitUntil(30*time.Second, func() bool { return running(cmd.Process.Pid) })
+	}
+	if !reached {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("%v: kadiag never reached phase %q", args, pause)
+	}
+	return cmd, lines
 }
 
 func waitUntil(d time.Duration, cond func() bool) bool {
