@@ -36,24 +36,22 @@ func readFrames(t testing.TB, path string) []frame {
 	head := make([]byte, 4)
 	io.ReadFull(f, head)
 	f.Seek(0, 0)
+	var r interface {
+		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	}
+	var link func(gopacket.CaptureInfo) layers.LinkType
 	if binary.LittleEndian.Uint32(head) == magicPcapng {
-		r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		ng, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for {
-			data, ci, err := r.ReadPacketData()
-			if err == io.EOF {
-				return out
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, frame{ci, data, ci.AncillaryData[0].(layers.LinkType)})
+		r, link = ng, func(ci gopacket.CaptureInfo) layers.LinkType { return ci.AncillaryData[0].(layers.LinkType) }
+	} else {
+		pr, err := pcapgo.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
+		r, link = pr, func(gopacket.CaptureInfo) layers.LinkType { return pr.LinkType() }
 	}
 	for {
 		data, ci, err := r.ReadPacketData()
@@ -62,7 +60,7 @@ func readFrames(t testing.TB, path string) []frame {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, frame{ci, data, r.LinkType()})
+		out = append(out, frame{ci, data, link(ci)})
 	}
 }
 

@@ -317,23 +317,32 @@ func accept(ln net.Listener, ka net.KeepAliveConfig) (*net.TCPConn, error) {
 	return tc, nil
 }
 
-// idleConn: request, response, then idle, then the client closes.
-func idleConn(client, server *testenv.Netns, caddr, saddr string, port int, cka, ska net.KeepAliveConfig, idle time.Duration) error {
-	ln, err := listen(server, saddr, port, 0)
+// connPair listens in server, dials from client and accepts: the two ends
+// of one TCP connection with their keepalive settings. done closes both
+// ends and the listener.
+func connPair(client, server *testenv.Netns, caddr, saddr string, port, rcvbuf int, cka, ska net.KeepAliveConfig) (c, s *net.TCPConn, done func(), err error) {
+	ln, err := listen(server, saddr, port, rcvbuf)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	defer ln.Close()
-	c, err := dial(client, caddr, saddr, port, cka)
+	if c, err = dial(client, caddr, saddr, port, cka); err != nil {
+		return nil, nil, nil, err
+	}
+	if s, err = accept(ln, ska); err != nil {
+		c.Close()
+		return nil, nil, nil, err
+	}
+	return c, s, func() { c.Close(); s.Close() }, nil
+}
+
+// idleConn: request, response, then idle, then the client closes.
+func idleConn(client, server *testenv.Netns, caddr, saddr string, port int, cka, ska net.KeepAliveConfig, idle time.Duration) error {
+	c, s, done, err := connPair(client, server, caddr, saddr, port, 0, cka, ska)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	s, err := accept(ln, ska)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	defer done()
 	if err := exchange(c, s); err != nil {
 		return err
 	}
@@ -369,21 +378,11 @@ func nft(ns *testenv.Netns, script string) error {
 // lostProbes: after the exchange the server's packets are dropped on their
 // way out, so the client's probes go unanswered until it gives up with RST.
 func lostProbes(client, server *testenv.Netns, caddr, saddr string) error {
-	ln, err := listen(server, saddr, portLost, 0)
+	c, s, done, err := connPair(client, server, caddr, saddr, portLost, 0, net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 2}, net.KeepAliveConfig{Enable: false})
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	c, err := dial(client, caddr, saddr, portLost, net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 2})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	s, err := accept(ln, net.KeepAliveConfig{Enable: false})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	defer done()
 	if err := exchange(c, s); err != nil {
 		return err
 	}
@@ -402,21 +401,11 @@ func lostProbes(client, server *testenv.Netns, caddr, saddr string) error {
 // zeroWindow: the server never reads, the client keeps writing; once the
 // server's window is zero the client's kernel sends zero window probes.
 func zeroWindow(client, server *testenv.Netns, caddr, saddr string) error {
-	ln, err := listen(server, saddr, portZeroWindow, 4096)
+	c, _, done, err := connPair(client, server, caddr, saddr, portZeroWindow, 4096, net.KeepAliveConfig{Enable: false}, net.KeepAliveConfig{Enable: false})
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	c, err := dial(client, caddr, saddr, portZeroWindow, net.KeepAliveConfig{Enable: false})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	s, err := accept(ln, net.KeepAliveConfig{Enable: false})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	defer done()
 	c.SetWriteDeadline(time.Now().Add(3500 * time.Millisecond))
 	buf := make([]byte, 1<<16)
 	for {
@@ -430,21 +419,11 @@ func zeroWindow(client, server *testenv.Netns, caddr, saddr string) error {
 // retransmit: the client's data is dropped on arrival for a second, so its
 // kernel retransmits; then the path heals.
 func retransmit(client, server *testenv.Netns, caddr, saddr string) error {
-	ln, err := listen(server, saddr, portRetransmit, 0)
+	c, s, done, err := connPair(client, server, caddr, saddr, portRetransmit, 0, net.KeepAliveConfig{Enable: false}, net.KeepAliveConfig{Enable: false})
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	c, err := dial(client, caddr, saddr, portRetransmit, net.KeepAliveConfig{Enable: false})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	s, err := accept(ln, net.KeepAliveConfig{Enable: false})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	defer done()
 	if err := exchange(c, s); err != nil {
 		return err
 	}

@@ -112,13 +112,20 @@ func makeVariants(t testing.TB, lc *labCaptures, dir string) []variant {
 	gzipFile(t, p("eth.pcap"), p("eth.pcap.gz"))
 	gzipFile(t, p("multi.pcapng"), p("multi.pcapng.gz"))
 
+	// -i any sees a VLAN flow twice (on the VLAN device and, tagged, on
+	// its parent), like every capture on two interfaces of one path.
+	return variantsIn(dir, notVLAN)
+}
+
+// variantsIn lists the encapsulations makeVariants writes, as they are
+// named in dir; anySLL2 picks the flows the -i any capture is compared on.
+func variantsIn(dir string, anySLL2 func(Flow) bool) []variant {
+	p := func(name string) string { return filepath.Join(dir, name) }
 	v4 := func(f Flow) bool { return !isV6(f) }
 	return []variant{
 		{name: "eth", path: p("eth.pcap"), sameCapture: true},
 		{name: "eth-nano", path: p("eth-nano.pcap")},
-		// -i any sees a VLAN flow twice (on the VLAN device and, tagged, on
-		// its parent), like every capture on two interfaces of one path.
-		{name: "any-sll2", path: p("any-sll2.pcap"), subset: notVLAN},
+		{name: "any-sll2", path: p("any-sll2.pcap"), subset: anySLL2},
 		{name: "kadiag-live", path: p("kadiag-live.pcapng")},
 		{name: "raw", path: p("raw.pcap"), sameCapture: true},
 		{name: "ipv4", path: p("ipv4.pcap"), subset: v4, sameCapture: true},
