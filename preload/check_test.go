@@ -114,14 +114,7 @@ func TestCheck(t *testing.T) {
 	t.Run("setuid-binary", func(t *testing.T) {
 		testenv.Need(t, "setpriv")
 		dir := worldReadableDir(t)
-		bin := filepath.Join(dir, "client-setuid")
-		data, err := os.ReadFile(glibcClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		bin := copyClient(t, glibcClient, dir, "client-setuid")
 		if err := os.Chmod(bin, os.ModeSetuid|0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -137,10 +130,7 @@ func TestCheck(t *testing.T) {
 		}
 		// Control: the same program without the set-user-ID bit, same user,
 		// same library path, loads the library.
-		plain := filepath.Join(dir, "client-plain")
-		if err := os.WriteFile(plain, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		plain := copyClient(t, glibcClient, dir, "client-plain")
 		p = start(t, []string{"LD_PRELOAD=" + so}, "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", plain}, args...)...)
 		if r := checkProc(t, p); !r.Effective || !r.Library.Mapped || r.Binary.SecureExec {
 			t.Errorf("control without setuid: %+v", r)
@@ -149,14 +139,7 @@ func TestCheck(t *testing.T) {
 	t.Run("file-capability-binary", func(t *testing.T) {
 		testenv.Need(t, "setcap", "setpriv")
 		dir := worldReadableDir(t)
-		bin := filepath.Join(dir, "client-caps")
-		data, err := os.ReadFile(glibcClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		bin := copyClient(t, glibcClient, dir, "client-caps")
 		if out, err := exec.Command("setcap", "cap_net_bind_service+ep", bin).CombinedOutput(); err != nil {
 			t.Fatalf("setcap: %v\n%s", err, out)
 		}
@@ -182,6 +165,21 @@ func TestCheck(t *testing.T) {
 
 // worldReadableDir is a temporary directory an unprivileged user can read,
 // so that secure execution is the only reason the loader skips the library.
+// copyClient puts a copy of the client program into dir, executable, for
+// a test to give it a set-user-ID bit or file capabilities.
+func copyClient(t *testing.T, client, dir, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, name)
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 func worldReadableDir(t *testing.T) string {
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
