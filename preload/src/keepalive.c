@@ -183,20 +183,29 @@ static long parse_value(const char *s, int allow_units, int allow_ms, long scale
 	return v * mult;
 }
 
-static void warn_bad(const char *var, const char *val, const char *form, const char *opt)
+/*
+ * warn_ignored prints one line of at most cap (<= 512) bytes: ignoring
+ * VAR="VAL": want WANT; OPT CONSEQUENCE. A value too long for the line is
+ * cut, never the newline.
+ */
+static void warn_ignored(size_t cap, const char *var, const char *val, const char *want,
+			 const char *opt, const char *consequence)
 {
 	char buf[512];
 	size_t n = 0;
 
-	n = append(buf, n, sizeof buf, "libkadiag_keepalive: ignoring ");
-	n = append(buf, n, sizeof buf, var);
-	n = append(buf, n, sizeof buf, "=\"");
-	n = append(buf, n, sizeof buf, val);
-	n = append(buf, n, sizeof buf, "\": want ");
-	n = append(buf, n, sizeof buf, form);
-	n = append(buf, n, sizeof buf, "; ");
-	n = append(buf, n, sizeof buf, opt);
-	n = append(buf, n, sizeof buf, " stays at the kernel default\n");
+	if (cap > sizeof buf)
+		cap = sizeof buf;
+
+	n = append(buf, n, cap, "libkadiag_keepalive: ignoring ");
+	n = append(buf, n, cap, var);
+	n = append(buf, n, cap, "=\"");
+	n = append(buf, n, cap, val);
+	n = append(buf, n, cap, "\": want ");
+	n = append(buf, n, cap, want);
+	n = append(buf, n, cap, "; ");
+	n = append(buf, n, cap, opt);
+	n = append(buf, n, cap, consequence);
 	if (n > 0 && buf[n - 1] != '\n')
 		buf[n - 1] = '\n';
 	emit(buf, n);
@@ -221,7 +230,7 @@ static int setting(const char *kadiag_var, const char *bare_var, int def, long l
 		return def;
 	v = parse_value(val, allow_units, allow_ms, scale);
 	if (v < lo || v > hi) {
-		warn_bad(var, val, form, opt);
+		warn_ignored(512, var, val, form, opt, " stays at the kernel default\n");
 		return UNSET;
 	}
 	return (int)v;
@@ -238,19 +247,7 @@ static int flag(const char *var, int def)
 		return 1;
 	if (!strcmp(v, "0") || !strcasecmp(v, "off") || !strcasecmp(v, "false") || !strcasecmp(v, "no"))
 		return 0;
-	{
-		char buf[256];
-		size_t n = 0;
-
-		n = append(buf, n, sizeof buf, "libkadiag_keepalive: ignoring ");
-		n = append(buf, n, sizeof buf, var);
-		n = append(buf, n, sizeof buf, "=\"");
-		n = append(buf, n, sizeof buf, v);
-		n = append(buf, n, sizeof buf, "\": want on or off (1 or 0); keeping the default\n");
-		if (n > 0 && buf[n - 1] != '\n')
-			buf[n - 1] = '\n';
-		emit(buf, n);
-	}
+	warn_ignored(256, var, v, "on or off (1 or 0)", "", "keeping the default\n");
 	return def;
 }
 
