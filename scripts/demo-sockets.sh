@@ -13,23 +13,10 @@ py=/usr/bin/python3
 [ -x "$py" ] || py=$(command -v python3)
 srv=kadiag-demo-srv-$$ cli=kadiag-demo-cli-$$
 pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	ip netns del "$srv" 2>/dev/null || true
-	ip netns del "$cli" 2>/dev/null || true
-}
+. scripts/lib/veth-pair.sh
+cleanup() { veth_pair_cleanup "$srv" "$cli" "${pids[@]}"; }
 trap cleanup EXIT
-ip netns add "$srv"
-ip netns add "$cli"
-ip link add kdemo-s type veth peer name kdemo-c
-ip link set kdemo-s netns "$srv"
-ip link set kdemo-c netns "$cli"
-ip -n "$srv" addr add 198.18.200.1/24 dev kdemo-s
-ip -n "$cli" addr add 198.18.200.2/24 dev kdemo-c
-for ns in "$srv" "$cli"; do ip -n "$ns" link set lo up; done
-ip -n "$srv" link set kdemo-s up
-ip -n "$cli" link set kdemo-c up
+veth_pair "$srv" "$cli" kdemo 198.18.200
 
 # The server accepts and holds connections, like a backend working on a slow request.
 ip netns exec "$srv" "$py" -c '

@@ -18,27 +18,16 @@ hold=$tmp/sockhold
 CGO_ENABLED=0 go build -o "$hold" ./scripts/bench/sockhold
 srv=kadiag-bench-srv-$$ cli=kadiag-bench-cli-$$
 pids=()
+. scripts/lib/veth-pair.sh
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	ip netns del "$srv" 2>/dev/null || true
-	ip netns del "$cli" 2>/dev/null || true
+	veth_pair_cleanup "$srv" "$cli" "${pids[@]}"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-ip netns add "$srv"
-ip netns add "$cli"
-ip link add kbench-s type veth peer name kbench-c
-ip link set kbench-s netns "$srv"
-ip link set kbench-c netns "$cli"
-ip -n "$srv" addr add 198.18.210.1/24 dev kbench-s
-ip -n "$cli" addr add 198.18.210.2/24 dev kbench-c
+veth_pair "$srv" "$cli" kbench 198.18.210
 for ns in "$srv" "$cli"; do
-	ip -n "$ns" link set lo up
 	ip netns exec "$ns" sysctl -qw net.core.somaxconn=8192 net.ipv4.tcp_max_syn_backlog=8192
 done
-ip -n "$srv" link set kbench-s up
-ip -n "$cli" link set kbench-c up
 ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 
 waitready() { # file pid
