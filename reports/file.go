@@ -63,9 +63,5 @@ func create(path string) (*atomicfile.File, error) {
 // reportErr names the report file and the cause once: "cannot write report
 // file r.html: no space left on device".
 func reportErr(path string, err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) && pe.Path == path {
-		err = pe.Err
-	}
-	return fmt.Errorf("%w %s: %w", ErrReportPath, path, err)
+	return fmt.Errorf("%w %s: %w", ErrReportPath, path, atomicfile.Cause(err, path))
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 
 	"github.com/gopacket/gopacket/layers"
@@ -20,11 +19,7 @@ func writePcap(path string, names []string, labs [][]capturedPacket) error {
 		return writeLabs(f, names, labs)
 	})
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) && pe.Path == path {
-			err = pe.Err
-		}
-		return fmt.Errorf("%w %s: %w (the lab's report is complete; nothing was saved under that name)", ErrPcap, path, err)
+		return fmt.Errorf("%w %s: %w (the lab's report is complete; nothing was saved under that name)", ErrPcap, path, atomicfile.Cause(err, path))
 	}
 	return nil
 }

@@ -42,6 +42,17 @@ func (a *File) Write(p []byte) (int, error) {
 	return n, a.named("write", err)
 }
 
+// Cause returns err without the *os.PathError naming path that File's
+// errors carry, for callers whose own message names the file already:
+// "cannot write report file r.html: no space left on device".
+func Cause(err error, path string) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		return pe.Err
+	}
+	return err
+}
+
 // named renames the temporary file to the final path in err.
 func (a *File) named(op string, err error) error {
 	var pe *os.PathError

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -80,5 +81,28 @@ func TestCommitAbort(t *testing.T) {
 	}
 	if _, err := Create(filepath.Join(dir, "no/such/dir/x.pcapng"), 0o644); err == nil {
 		t.Errorf("create in a missing directory succeeded")
+	}
+}
+
+// Cause strips the path error naming the file, and only that one.
+func TestCause(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing", "r.html")
+	_, openErr := os.Open(missing)
+	plain := errors.New("render: bad template")
+	tests := []struct {
+		name string
+		err  error
+		path string
+		want error
+	}{
+		{"names the file", openErr, missing, syscall.ENOENT},
+		{"names another file", openErr, filepath.Join(dir, "other"), openErr},
+		{"no path error", plain, missing, plain},
+	}
+	for _, tt := range tests {
+		if got := Cause(tt.err, tt.path); got != tt.want {
+			t.Errorf("%s: Cause = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
