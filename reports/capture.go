@@ -34,13 +34,7 @@ func (c Capture) WriteTable(w io.Writer) error {
 	t := NewTable(w)
 	fmt.Fprintln(t, "CLIENT\tSERVER\tPACKETS\tPROBES\tFROM\tACKED\tUNANSWERED\tINTERVAL MIN/MED/MAX\tFIRST PROBE AFTER\tMAX GAP\tRSTS\tVERDICT\tREASON")
 	for _, f := range r.Flows {
-		interval, first := "-", "-"
-		if f.ProbeIntervalS.Count > 0 {
-			interval = secs(f.ProbeIntervalS.Min) + "/" + secs(f.ProbeIntervalS.Median) + "/" + secs(f.ProbeIntervalS.Max)
-		}
-		if f.Probes > 0 {
-			first = secs(f.IdleBeforeProbeS)
-		}
+		interval, first := probeTiming(&f, "/")
 		from := "-"
 		switch {
 		case f.ClientProbes > 0 && f.ServerProbes > 0:
@@ -158,4 +152,17 @@ func (c Capture) WriteJSON(w io.Writer) error {
 	bw.Write(b[i+len(hole):])
 	bw.WriteString("\n")
 	return bw.Flush()
+}
+
+// probeTiming is a flow's probe interval (min, median and max joined by
+// sep) and its idle time before the first probe, "-" where there is none.
+func probeTiming(f *capture.Flow, sep string) (interval, first string) {
+	interval, first = "-", "-"
+	if f.ProbeIntervalS.Count > 0 {
+		interval = secs(f.ProbeIntervalS.Min) + sep + secs(f.ProbeIntervalS.Median) + sep + secs(f.ProbeIntervalS.Max)
+	}
+	if f.Probes > 0 {
+		first = secs(f.IdleBeforeProbeS)
+	}
+	return interval, first
 }

@@ -30,13 +30,7 @@ func (c Capture) Document() Document {
 	}
 	g := &Grid{Header: []string{"client", "server", "verdict", "packets", "probes (client/server)", "answered / unanswered", "first probe after", "probe interval min/median/max", "longest silence", "RSTs", "reason"}}
 	for _, f := range r.Flows {
-		interval, first := "-", "-"
-		if f.ProbeIntervalS.Count > 0 {
-			interval = secs(f.ProbeIntervalS.Min) + " / " + secs(f.ProbeIntervalS.Median) + " / " + secs(f.ProbeIntervalS.Max)
-		}
-		if f.Probes > 0 {
-			first = secs(f.IdleBeforeProbeS)
-		}
+		interval, first := probeTiming(&f, " / ")
 		verdict, tone := f.Verdict, Good
 		if f.Verdict != capture.VerdictOK || f.Assertion == capture.AssertFail {
 			tone = Bad
