@@ -42,11 +42,7 @@ func TestPreloadMapped(t *testing.T) {
 		defer func() { c.Process.Kill(); c.Wait() }()
 	}
 	// The loader maps the library before main; wait until sleep runs.
-	deadline := time.Now().Add(5 * time.Second)
-	for !preloadMapped(with.Process.Pid) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !preloadMapped(with.Process.Pid) {
+	if !testenv.WaitUntil(5*time.Second, func() bool { return preloadMapped(with.Process.Pid) }) {
 		b, _ := os.ReadFile(filepath.Join(procRoot, itoa(with.Process.Pid), "maps"))
 		t.Fatalf("library not seen as mapped; maps:\n%s", b)
 	}
@@ -113,10 +109,7 @@ func TestServeShutdown(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for e.Snapshot() == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitUntil(10*time.Second, func() bool { return e.Snapshot() != nil })
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := get(path); code != 200 || body != "ok\n" {
 			t.Fatalf("%s after the first scan: %d %q", path, code, body)

@@ -52,12 +52,12 @@ func TestRunCancelledAnyMoment(t *testing.T) {
 		if own := ownNamespaces(t); len(own) > 0 {
 			t.Errorf("cancelled after %v: still held: %v", after, own)
 		}
-		if !waitFor(5*time.Second, func() bool { return !sleeping("sleep 3051", "sleep 3052") }) {
+		if !testenv.WaitUntil(5*time.Second, func() bool { return !sleeping("sleep 3051", "sleep 3052") }) {
 			t.Errorf("cancelled after %v: the command's processes outlived Run", after)
 		}
 	}
 	// Namespaces nobody holds any more vanish from every process's view.
-	if !waitFor(5*time.Second, func() bool {
+	if !testenv.WaitUntil(5*time.Second, func() bool {
 		for ns := range netnsInodes(t) {
 			if !before[ns] && heldBySelf(ns) {
 				return false

@@ -80,7 +80,7 @@ func TestSimulateHungAndDaemonCommands(t *testing.T) {
 	if code == 2 {
 		t.Fatalf("daemon-forking command: exit 2: %s", stderr)
 	}
-	if !waitUntil(5*time.Second, func() bool { return len(sleepers("sleep 3021", "sleep 3022", "sleep 3023")) == 0 }) {
+	if !testenv.WaitUntil(5*time.Second, func() bool { return len(sleepers("sleep 3021", "sleep 3022", "sleep 3023")) == 0 }) {
 		t.Errorf("daemon-forking command: %v outlived kadiag", sleepers("sleep 3021", "sleep 3022", "sleep 3023"))
 	}
 }
@@ -161,7 +161,7 @@ func TestSimulateSignalsEveryPhase(t *testing.T) {
 			if code != 2 || len(rest) != 1 || !strings.Contains(rest[0], "interrupted") {
 				t.Errorf("%v in %s: exit %d, stderr after the signal %q: want exit 2 and one line", sig, tc.phase, code, rest)
 			}
-			gone := waitUntil(10*time.Second, func() bool {
+			gone := testenv.WaitUntil(10*time.Second, func() bool {
 				for _, d := range desc {
 					if alive(d) {
 						return false

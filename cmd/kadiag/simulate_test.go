@@ -217,7 +217,7 @@ func TestSimulateSIGKILL(t *testing.T) {
 			}
 			syscall.Kill(pid, syscall.SIGKILL)
 			cmd.Wait()
-			gone := waitUntil(10*time.Second, func() bool {
+			gone := testenv.WaitUntil(10*time.Second, func() bool {
 				for _, c := range desc {
 					if alive(c) {
 						return false
@@ -293,7 +293,7 @@ func startAtPhase(t *testing.T, bin string, args []string, pause string, running
 			}
 		}
 	} else {
-		reached = waitUntil(30*time.Second, func() bool { return running(cmd.Process.Pid) })
+		reached = testenv.WaitUntil(30*time.Second, func() bool { return running(cmd.Process.Pid) })
 	}
 	if !reached {
 		cmd.Process.Kill()
@@ -301,17 +301,6 @@ func startAtPhase(t *testing.T, bin string, args []string, pause string, running
 		t.Fatalf("%v: kadiag never reached phase %q", args, pause)
 	}
 	return cmd, lines
-}
-
-func waitUntil(d time.Duration, cond func() bool) bool {
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		if cond() {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return cond()
 }
 
 func hostLinks(t *testing.T) string {
@@ -481,7 +470,7 @@ func TestSimulateInterrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		pid := cmd.Process.Pid
-		if !waitUntil(20*time.Second, func() bool { return len(descendants(pid)) >= 2 }) {
+		if !testenv.WaitUntil(20*time.Second, func() bool { return len(descendants(pid)) >= 2 }) {
 			cmd.Process.Kill()
 			cmd.Wait()
 			t.Fatalf("%v: the clients never started", sig)

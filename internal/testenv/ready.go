@@ -64,3 +64,16 @@ func StartReady(t testing.TB, cmd *exec.Cmd) []string {
 		}
 	}
 }
+
+// WaitUntil polls cond every 50 ms for up to d and reports whether it came
+// true; a last call after d decides, so a slow machine's last chance counts.
+func WaitUntil(d time.Duration, cond func() bool) bool {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
