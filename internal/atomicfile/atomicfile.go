@@ -26,11 +26,7 @@ type File struct {
 func Create(path string, perm os.FileMode) (*File, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, &os.PathError{Op: "create", Path: path, Err: err}
+		return nil, pathErr("create", path, err)
 	}
 	return &File{f: f, path: path, perm: perm}, nil
 }
@@ -39,7 +35,7 @@ func Create(path string, perm os.FileMode) (*File, error) {
 // temporary name means nothing to whoever reads the message.
 func (a *File) Write(p []byte) (int, error) {
 	n, err := a.f.Write(p)
-	return n, a.named("write", err)
+	return n, pathErr("write", a.path, err)
 }
 
 // Cause returns err without the *os.PathError naming path that File's
@@ -53,16 +49,17 @@ func Cause(err error, path string) error {
 	return err
 }
 
-// named renames the temporary file to the final path in err.
-func (a *File) named(op string, err error) error {
+// pathErr names the final path in err, in place of the temporary file's
+// (nil stays nil).
+func pathErr(op, path string, err error) error {
+	if err == nil {
+		return nil
+	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {
-		return &os.PathError{Op: op, Path: a.path, Err: pe.Err}
+		err = pe.Err
 	}
-	if err != nil {
-		return &os.PathError{Op: op, Path: a.path, Err: err}
-	}
-	return nil
+	return &os.PathError{Op: op, Path: path, Err: err}
 }
 
 // Commit sets the permissions, syncs, closes and renames the file into
@@ -72,12 +69,12 @@ func (a *File) Commit() error {
 	if a.done {
 		return fmt.Errorf("%s: already committed or aborted", a.path)
 	}
-	err := a.named("chmod", a.f.Chmod(a.perm))
+	err := pathErr("chmod", a.path, a.f.Chmod(a.perm))
 	if err == nil {
-		err = a.named("fsync", a.f.Sync())
+		err = pathErr("fsync", a.path, a.f.Sync())
 	}
 	if cerr := a.f.Close(); err == nil {
-		err = a.named("close", cerr)
+		err = pathErr("close", a.path, cerr)
 	}
 	if err == nil {
 		err = os.Rename(a.f.Name(), a.path)
