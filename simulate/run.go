@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kadiag/kadiag/internal/atomicfile"
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/preload"
 	"github.com/kadiag/kadiag/simulate/client"
@@ -80,12 +81,11 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 	if cfg.PcapPath != "" {
 		// Find out now, not after minutes of lab time, that the file
 		// cannot be written.
-		f, err := os.CreateTemp(filepath.Dir(cfg.PcapPath), "."+filepath.Base(cfg.PcapPath)+".tmp*")
+		f, err := atomicfile.Create(cfg.PcapPath, 0o644)
 		if err != nil {
-			return nil, fmt.Errorf("%w %s: %w (does the directory %s exist and is it writable?)", ErrPcap, cfg.PcapPath, err, filepath.Dir(cfg.PcapPath))
+			return nil, fmt.Errorf("%w %s: %w (does the directory %s exist and is it writable?)", ErrPcap, cfg.PcapPath, atomicfile.Cause(err, cfg.PcapPath), filepath.Dir(cfg.PcapPath))
 		}
-		f.Close()
-		os.Remove(f.Name())
+		f.Abort()
 	}
 	t, warnings := cfg.Timings()
 	res := &Result{
