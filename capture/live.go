@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/kadiag/kadiag/internal/atomicfile"
+	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -212,30 +212,22 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 // keep the namespace they were created in, so the thread switches in, opens
 // them and switches back.
 func openHandles(ns netns.NsHandle, lo LiveOptions, ports map[uint16]bool) (hs []*handle, err error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
+	err = knetns.Do(ns, func() error {
+		var err error
+		hs, err = openHandlesHere(lo, ports)
+		return err
+	})
 	if err != nil {
-		runtime.UnlockOSThread()
+		for _, h := range hs {
+			h.tp.Close()
+		}
 		return nil, err
 	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("enter network namespace: %w", err)
-	}
-	defer func() {
-		if rerr := netns.Set(orig); rerr != nil {
-			// Keep the thread locked: the runtime drops it when this goroutine
-			// ends instead of reusing a thread stuck in the target namespace.
-			for _, h := range hs {
-				h.tp.Close()
-			}
-			hs, err = nil, fmt.Errorf("return from network namespace: %w", rerr)
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
+	return hs, nil
+}
 
+// openHandlesHere opens the handles in the calling thread's namespace.
+func openHandlesHere(lo LiveOptions, ports map[uint16]bool) (hs []*handle, err error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)

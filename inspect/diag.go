@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
+	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -30,13 +30,13 @@ type namespace struct {
 	interrupted bool  // the dump kept being interrupted: it may lack sockets
 }
 
-// selfNetns returns the caller's network namespace inode.
+// selfNetns returns the caller's network namespace inode (0 if unknown).
 func selfNetns() uint64 {
-	var st unix.Stat_t
-	if unix.Stat("/proc/self/ns/net", &st) != nil {
+	ino, err := knetns.Ino()
+	if err != nil {
 		return 0
 	}
-	return st.Ino
+	return ino
 }
 
 // openNetns opens a network namespace file and checks that it is one.
@@ -153,36 +153,13 @@ func readSysctl(ns netns.NsHandle, same bool) (Sysctl, error) {
 	if same {
 		return readSysctlHere()
 	}
-	type result struct {
-		s   Sysctl
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		s, rerr := readSysctlHere()
-		if err := netns.Set(orig); err != nil {
-			// Stay locked: the runtime ends this thread with the goroutine.
-			ch <- result{s, rerr}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{s, rerr}
-	}()
-	r := <-ch
-	return r.s, r.err
+	var s Sysctl
+	err := knetns.Do(ns, func() error {
+		var err error
+		s, err = readSysctlHere()
+		return err
+	})
+	return s, err
 }
 
 func readSysctlHere() (Sysctl, error) {

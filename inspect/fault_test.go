@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/kadiag/kadiag/internal/testenv"
 	"github.com/vishvananda/netns"
 )
@@ -242,12 +243,7 @@ func TestScanNetnsDisappears(t *testing.T) {
 	testenv.Privileged(t)
 	testenv.Need(t, "nsenter")
 	name := fmt.Sprintf("kadiag-gone-%d", os.Getpid())
-	runtime.LockOSThread()
-	orig, _ := netns.Get()
-	h, err := netns.NewNamed(name)
-	netns.Set(orig)
-	runtime.UnlockOSThread()
-	orig.Close()
+	h, err := knetns.NewNamed(name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync/atomic"
 	"testing"
 
+	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -65,12 +65,7 @@ func NewNetns(t testing.TB) *Netns {
 	t.Helper()
 	Privileged(t)
 	name := fmt.Sprintf("kadiag-t%d-%d", os.Getpid(), seq.Add(1))
-	var h netns.NsHandle
-	err := onLockedThread(func() error {
-		var err error
-		h, err = netns.NewNamed(name)
-		return err
-	})
+	h, err := knetns.NewNamed(name)
 	if err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
 	}
@@ -92,35 +87,8 @@ func NewNetns(t testing.TB) *Netns {
 	return n
 }
 
-// onLockedThread runs f on a locked OS thread and restores the thread's
-// network namespace afterwards; f may switch namespaces freely.
-func onLockedThread(f func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: the runtime discards it when the goroutine ends
-		// rather than reuse a thread stuck in the wrong namespace.
-		return fmt.Errorf("restore netns: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
-// Do runs f with the calling goroutine's OS thread inside the namespace.
-func (n *Netns) Do(f func() error) error {
-	return onLockedThread(func() error {
-		if err := netns.Set(n.Handle); err != nil {
-			return err
-		}
-		return f()
-	})
-}
+// Do runs f on a fresh OS thread inside the namespace (internal/netns.Do).
+func (n *Netns) Do(f func() error) error { return knetns.Do(n.Handle, f) }
 
 // Netlink returns a netlink handle working inside the namespace.
 func (n *Netns) Netlink(t testing.TB) *netlink.Handle {
