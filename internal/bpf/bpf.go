@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,6 +158,12 @@ func need(op string, caps ...int) error {
 
 // loadErr turns a load or attach error into one of the package's errors.
 func loadErr(op string, caps []int, err error) error {
+	// The verifier's refusal arrives as EPERM or EACCES too: it is not a
+	// matter of privilege.
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) && len(verr.Log) > 0 && !errors.Is(verr.Cause, unix.EPERM) {
+		return fmt.Errorf("%s: %w: the verifier refused it: %s", op, ErrUnsupported, verr.Log[len(verr.Log)-1])
+	}
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 		if cerr := need(op, caps...); cerr != nil {
 			return cerr

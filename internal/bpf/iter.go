@@ -52,7 +52,7 @@ var optionNames = [5]string{"SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TC
 // iterInstructions visits every TCP socket of the namespace; for a full
 // socket whose cookie is in the map it enforces the settings and writes a
 // record (cookie, then before, after and setsockopt result per option).
-func iterInstructions(s Settings, cookies *ebpf.Map, metaOff, skOff int16, dry bool) asm.Instructions {
+func iterInstructions(s Settings, cookies *ebpf.Map, metaOff, seqOff, skOff int16, dry bool) asm.Instructions {
 	opts := s.iterOptions()
 	rec := &record{off: -16 - int16((recordSize(len(opts))+7)&^7)}
 	var b builder
@@ -78,6 +78,7 @@ func iterInstructions(s Settings, cookies *ebpf.Map, metaOff, skOff int16, dry b
 	b.enforce(asm.R8, opts, dry, rec)
 	b.emit(
 		asm.LoadMem(asm.R1, asm.R6, metaOff, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, seqOff, asm.DWord),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, int32(rec.off)),
 		asm.Mov.Imm(asm.R3, int32(recordSize(len(opts)))),
@@ -112,6 +113,10 @@ func SetByCookie(ns vns.NsHandle, same bool, cookies []uint64, s Settings, dry b
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
 	}
+	seqOff, err := FieldOffset("bpf_iter_meta", "seq")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
 	skOff, err := FieldOffset("bpf_iter__tcp", "sk_common")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
@@ -131,7 +136,7 @@ func SetByCookie(ns vns.NsHandle, same bool, cookies []uint64, s Settings, dry b
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
 		AttachTo:     "tcp",
-		Instructions: iterInstructions(s, m, int16(metaOff), int16(skOff), dry),
+		Instructions: iterInstructions(s, m, int16(metaOff), int16(seqOff), int16(skOff), dry),
 		License:      license,
 	}, ebpf.ProgramOptions{KernelTypes: spec})
 	if err != nil {
