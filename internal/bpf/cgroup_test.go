@@ -116,7 +116,7 @@ func TestPinnedPolicyReplaceListDetach(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bpf.Detach(dir) }) // even when the test fails half way
-	p.Close() // pinned: stays attached
+	p.Close()                             // pinned: stays attached
 	if got := runClient(t, dir)["connect"]; got.Idle != 60 {
 		t.Fatalf("pinned policy not in force after Close: %+v", got)
 	}

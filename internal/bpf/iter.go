@@ -230,4 +230,3 @@ func setField(v *Values, idx, x int) {
 		v.UserTimeoutMs = x
 	}
 }
-

@@ -169,4 +169,3 @@ func TestSettingsValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
-
