@@ -44,7 +44,7 @@ func openNetns(path string) (netns.NsHandle, error) {
 	h, err := netns.GetFromPath(path)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-			return netns.None(), fmt.Errorf("%w %s: %w (run as root)", ErrNetns, path, ErrPermission)
+			return netns.None(), fmt.Errorf("%w %s: %w (%s)", ErrNetns, path, ErrPermission, privHint("CAP_SYS_ADMIN"))
 		}
 		return netns.None(), fmt.Errorf("%w %s: %w", ErrNetns, path, err)
 	}
@@ -100,7 +100,7 @@ func dump(ns netns.NsHandle, same bool, id string) (_ map[uint64]diagEntry, inte
 	if err != nil {
 		// The library flattens the setns error into text.
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || strings.Contains(err.Error(), unix.EPERM.Error()) {
-			return nil, false, fmt.Errorf("enter network namespace %s: %w (run as root or with CAP_SYS_ADMIN, or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission)
+			return nil, false, fmt.Errorf("enter network namespace %s: %w (%s; or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission, privHint("CAP_SYS_ADMIN"))
 		}
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
 			return nil, false, fmt.Errorf("%w (load the inet_diag and tcp_diag modules)", ErrNoInetDiag)

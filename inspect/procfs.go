@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unsafe"
 
+	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,15 +21,25 @@ type fdSocket struct {
 	inode uint64
 }
 
-// procErr turns a procfs error about pid into one of the package's errors.
+// procErr turns a procfs error about pid into a *proc.PIDError wrapping one
+// of the package's errors.
 func procErr(pid int, what string, err error) error {
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
-		return fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
+		return kproc.Errorf(pid, "%w", ErrNoProcess)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-		return fmt.Errorf("pid %d: %s: %w (run as root, or as the process's own user)", pid, what, ErrPermission)
+		return kproc.Errorf(pid, "%s: %w (%s)", what, ErrPermission, procHint())
 	}
-	return fmt.Errorf("pid %d: %s: %w", pid, what, err)
+	return kproc.Errorf(pid, "%s: %w", what, err)
+}
+
+// procHint says how to get the right to read another process's /proc
+// entries, for the user kadiag runs as.
+func procHint() string {
+	if kproc.IsRoot() {
+		return "root without CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH: grant them, see docs/privileges.md"
+	}
+	return "run as root, or as the process's own user"
 }
 
 // comm returns the process's command name.
