@@ -274,13 +274,13 @@ func Detach(dir string) (Policy, error) {
 	}
 	fs, err := bpffs(false)
 	if err != nil {
-		return Policy{}, fmt.Errorf("cgroup %s: %w", dir, ErrNotAttached)
+		return Policy{}, fmt.Errorf("cgroup %s: %w (kadiag fix --list shows where kadiag policies are)", dir, ErrNotAttached)
 	}
 	pdir := filepath.Join(fs, pinDir, "cgroup-"+strconv.FormatUint(id, 10))
 	p, err := readInfo(pdir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return Policy{}, fmt.Errorf("cgroup %s: %w", dir, ErrNotAttached)
+			return Policy{}, fmt.Errorf("cgroup %s: %w (kadiag fix --list shows where kadiag policies are)", dir, ErrNotAttached)
 		}
 		return Policy{}, err
 	}
