@@ -53,12 +53,12 @@ func fixes(r *Result, o Options) []Fix {
 		switch {
 		case r.Container.Kubernetes:
 			out = append(out, Fix{Kind: "kubernetes", Title: "Kubernetes: an initContainer ships the library, the pod preloads it", Lang: "sh",
-				Text: fmt.Sprintf("kadiag preload env --format k8s --container %s --libc %s --idle %ds --interval %ds --count %d > kadiag-preload.yaml\nkubectl patch deployment NAME --patch-file kadiag-preload.yaml\n",
+				Text: fmt.Sprintf("kadiag preload env --format k8s --container %s --libc %s --keepidle %ds --keepintvl %ds --keepcnt %d > kadiag-preload.yaml\nkubectl patch deployment NAME --patch-file kadiag-preload.yaml\n",
 					o.Container, libc, secs(idle), secs(intvl), cnt),
 				Why: "the patch adds an emptyDir, an initContainer that extracts the library into it, and LD_PRELOAD plus KADIAG_* variables on the application container; the pods restart with it"})
 		case r.Container.InContainer:
 			out = append(out, Fix{Kind: "env", Title: "Container: bake the library into the image or mount it, and pass the environment", Lang: "sh",
-				Text: fmt.Sprintf("kadiag preload extract --dir ./kadiag --libc %s\nkadiag preload env --format docker --lib /opt/kadiag/%s --idle %ds > kadiag.env\ndocker run -v \"$PWD/kadiag:/opt/kadiag:ro\" --env-file kadiag.env IMAGE\n",
+				Text: fmt.Sprintf("kadiag preload extract --dir ./kadiag --libc %s\nkadiag preload env --format docker --lib /opt/kadiag/%s --keepidle %ds > kadiag.env\ndocker run -v \"$PWD/kadiag:/opt/kadiag:ro\" --env-file kadiag.env IMAGE\n",
 					libc, preload.LibraryName, secs(idle)),
 				Why: "the library must exist inside the container's filesystem at the path LD_PRELOAD names, built for the container's libc"})
 		}
