@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kadiag/kadiag/internal/bpf"
 	"github.com/kadiag/kadiag/internal/sockfd"
 	"golang.org/x/sys/unix"
 )
@@ -77,10 +78,22 @@ func procErr(pid int, what string, err error) error {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
 		return fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-		return fmt.Errorf("pid %d: %s: %w: needs CAP_SYS_PTRACE or the process's own user (or --via bpf with CAP_BPF and CAP_PERFMON)", pid, what, ErrPermission)
+		// Another user's /proc/PID/fd is mode 0500 (a DAC check); its
+		// links and pidfd_getfd are ptrace checks.
+		if cerr := bpf.Missing(fmt.Sprintf("pid %d: %s: %v", pid, what, ErrPermission), unix.CAP_SYS_PTRACE, unix.CAP_DAC_READ_SEARCH); cerr != nil {
+			return permissionError{cerr}
+		}
+		return fmt.Errorf("pid %d: %s: %w (ptrace refused: Yama ptrace_scope or a security module? --via bpf needs no ptrace)", pid, what, ErrPermission)
 	}
 	return fmt.Errorf("pid %d: %s: %w", pid, what, err)
 }
+
+// permissionError is a refusal explained by missing capabilities: it is
+// both ErrPermission and, unwrapped, a *bpf.CapabilityError.
+type permissionError struct{ error }
+
+func (e permissionError) Is(target error) bool { return target == ErrPermission }
+func (e permissionError) Unwrap() error        { return e.error }
 
 // fdSocket is a descriptor of the process that refers to a socket.
 type fdSocket struct {

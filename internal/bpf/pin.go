@@ -303,7 +303,7 @@ func List() ([]Policy, error) {
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, &CapabilityError{Op: "read the pinned policies in " + fs, Missing: []string{"root (bpffs is readable by root only)"}}
+			return nil, fmt.Errorf("read the pinned policies in %s: %w (bpffs is readable by root only: run as root)", fs, err)
 		}
 		return nil, err
 	}
