@@ -275,4 +275,3 @@ func TestFixHold(t *testing.T) {
 		t.Errorf("after kadiag exited the policy still applies: %+v", s[0])
 	}
 }
-
