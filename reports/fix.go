@@ -121,7 +121,7 @@ func watchText(w *fix.Watch) string {
 	}
 	switch w.Outcome {
 	case fix.Alive:
-		return fmt.Sprintf("alive (%d answered)", w.Answered)
+		return "alive"
 	case fix.Forgotten:
 		return fmt.Sprintf("forgotten (%s at %s)", w.Closed, HumanDuration(time.Duration(w.AtS*float64(time.Second))))
 	case fix.Unanswered:
