@@ -1,6 +1,7 @@
 package fix
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -438,5 +439,64 @@ func TestBadInput(t *testing.T) {
 	}
 	if _, err := ResolveCgroup("/definitely/not/a/cgroup"); !errors.Is(err, ErrNoCgroup2) {
 		t.Errorf("ResolveCgroup: %v", err)
+	}
+}
+
+// TestManySockets: a process with more sockets than parallelFrom is fixed
+// by several workers; every socket is fixed once, in descriptor order, and
+// reads back the settings in-process.
+func TestManySockets(t *testing.T) {
+	testenv.Privileged(t)
+	lc := net.ListenConfig{KeepAlive: -1} // Go would turn keepalive on
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := net.Dialer{KeepAlive: -1}
+	var conns []*net.TCPConn
+	for i := 0; i < 300; i++ {
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c.(*net.TCPConn), a.(*net.TCPConn))
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	s := DefaultSettings()
+	s.Idle = 41 * time.Second
+	r, err := PID(os.Getpid(), LiveOptions{Settings: s, AllSockets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byFD := map[int]Socket{}
+	last := -1
+	for _, sk := range r.Sockets {
+		if sk.FD <= last {
+			t.Fatalf("sockets out of order: fd %d after %d", sk.FD, last)
+		}
+		last = sk.FD
+		byFD[sk.FD] = sk
+	}
+	want := Options{Keepalive: true, IdleS: 41, IntervalS: 15, Count: 4}
+	for _, c := range conns {
+		rc, _ := c.SyscallConn()
+		rc.Control(func(f uintptr) {
+			sk, ok := byFD[int(f)]
+			if !ok || sk.Action != Changed || sk.After != want {
+				t.Fatalf("fd %d: %+v (listed %v)", f, sk, ok)
+			}
+			if v, _ := unix.GetsockoptInt(int(f), unix.SOL_TCP, unix.TCP_KEEPIDLE); v != 41 {
+				t.Fatalf("fd %d: TCP_KEEPIDLE %d in-process", f, v)
+			}
+		})
 	}
 }
