@@ -170,14 +170,15 @@ func TestSettingsValidate(t *testing.T) {
 	}
 }
 
-// TestIterManySockets: more records than fit in one seq_file buffer. The
+// TestIterManySockets: 6,000 sockets, more records than fit in one
+// seq_file buffer. The
 // kernel runs the program again on a socket whose record did not fit; the
 // values before must still be the ones before.
 func TestIterManySockets(t *testing.T) {
 	testenv.Privileged(t)
 	var conns []*net.TCPConn
 	before := map[uint64]Values{}
-	for i := 0; i < 700; i++ {
+	for i := 0; i < 3000; i++ {
 		c, s := pair(t)
 		for _, x := range []*net.TCPConn{c, s} {
 			conns = append(conns, x)
