@@ -251,14 +251,18 @@ func TestSimulateSIGKILL(t *testing.T) {
 }
 
 // startAtPhase starts kadiag with args and returns once it is in the phase
-// a test wants: held at KADIAG_TEST_PAUSE=pause (kadiag says "test pause"
-// on stderr), or with no pause once running(pid) holds. It fails the test
+// a test wants: held at phase pause (this test binary, run as kadiag with
+// a simulate.Config.Hook, says "test pause" on stderr; see TestMain), or,
+// with no pause, the real binary bin once running(pid) holds. It fails the test
 // if the phase is not reached within 30 s. The channel carries the rest of
 // kadiag's stderr and closes when kadiag closes it.
 func startAtPhase(t *testing.T, bin string, args []string, pause string, running func(pid int) bool) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KADIAG_TEST_PAUSE="+pause)
+	if pause != "" {
+		cmd = exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), holdEnv+"="+pause)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
