@@ -75,9 +75,10 @@ type Config struct {
 	// KADIAG_LISTEN in its environment. It must accept connections there.
 	Server []string
 
-	// Hook, when set, is called in every lab at each Phase and the lab waits
-	// until it returns: tests hold a run at a known moment with it.
-	Hook func(ctx context.Context, lab string, p Phase)
+	// Hook, when set, is called in every lab at each Phase with the lab's
+	// Stage, and the lab waits until it returns: tests hold a run at a known
+	// moment with it, or look into the hops' namespaces.
+	Hook func(ctx context.Context, p Phase, s *Stage)
 	// conntrackRcvbuf sets the conntrack listeners' receive buffer (tests
 	// shrink it to make the kernel drop events).
 	conntrackRcvbuf int

@@ -45,6 +45,7 @@ type conntrackWatch struct {
 type streamFault struct {
 	at, resumed time.Time
 	err         error
+	count       int // outages merged into this one
 }
 
 // subscription is one netlink socket listening for conntrack events.
@@ -91,8 +92,12 @@ func (w *conntrackWatch) loop(s *subscription) {
 		case ev := <-s.ch:
 			w.record(ev)
 		case err := <-s.errs:
-			f := streamFault{at: time.Now(), err: err}
+			f := streamFault{at: time.Now(), err: err, count: 1}
 			w.close(s)
+			// A listener that overflowed once will again: give the next one
+			// a larger buffer (SO_RCVBUF is capped by rmem_max for us too,
+			// unless forced; conntrack.Conn sets it plainly).
+			w.rcvbuf = max(w.rcvbuf*4, 1<<20)
 			for s = nil; s == nil; {
 				var err error
 				if s, err = w.subscribe(); err != nil {
@@ -105,7 +110,13 @@ func (w *conntrackWatch) loop(s *subscription) {
 				}
 			}
 			f.resumed = time.Now()
-			w.faults = append(w.faults, f)
+			// Outages one after the other are one gap in the timeline.
+			if n := len(w.faults); n > 0 && f.at.Sub(w.faults[n-1].resumed) < time.Second {
+				w.faults[n-1].resumed = f.resumed
+				w.faults[n-1].count++
+			} else {
+				w.faults = append(w.faults, f)
+			}
 		case <-w.quit:
 			w.close(s)
 			return
@@ -182,6 +193,9 @@ func (w *conntrackWatch) stop(start time.Time) ([]ConntrackEvent, []string) {
 			why = "the kernel dropped events because kadiag read them too slowly (ENOBUFS)"
 		}
 		n := fmt.Sprintf("conntrack events lost from %.3fs: %s", f.at.Sub(start).Seconds(), why)
+		if f.count > 1 {
+			n += fmt.Sprintf(" (%d times)", f.count)
+		}
 		if f.resumed.IsZero() {
 			n += "; the timeline ends there"
 		} else {

@@ -105,8 +105,9 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun, who identit
 		capts = append(capts, c)
 	}
 
-	cfg.at(ctx, r.name, PhaseSetup)
 	cmd := r.cmd(serverURL(cfg.IPv6, r.port))
+	stage := &Stage{Name: r.name, Lab: lab, Timings: t, Cmd: cmd}
+	cfg.at(ctx, PhaseSetup, stage)
 	var out, errOut bytes.Buffer
 	if r.bundled {
 		cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -117,7 +118,6 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun, who identit
 		}
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWPID
 	}
-	stage := &Stage{Lab: lab, Timings: t, Cmd: cmd}
 	if r.sc != nil && r.sc.Prepare != nil {
 		cleanup, err := r.sc.Prepare(ctx, stage)
 		if err != nil {
@@ -132,6 +132,7 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun, who identit
 		return ev, fmt.Errorf("start %s: %w", cmd.Args[0], err)
 	}
 	stage.Pid, stage.Start = cmd.Process.Pid, start
+	cfg.at(ctx, PhaseRunning, stage)
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	timer := time.NewTimer(r.backstop)
@@ -176,7 +177,7 @@ wait:
 	killGroup(cmd) // whatever it left running in its group
 	stopped = true
 	stopAll(start)
-	cfg.at(ctx, r.name, PhaseTeardown)
+	cfg.at(ctx, PhaseTeardown, stage)
 	if interrupted {
 		return ev, ctx.Err()
 	}

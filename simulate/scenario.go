@@ -67,8 +67,11 @@ func (e ClientEnv) Preload(idle, intvl time.Duration, cnt int) []string {
 	return preloadEnv(e.Library, idle, intvl, cnt)
 }
 
-// Stage is a scenario's lab as its Prepare and During hooks see it.
+// Stage is a scenario's lab as its Prepare and During hooks (and
+// Config.Hook) see it.
 type Stage struct {
+	// Name is the scenario's ("command" for a user command).
+	Name    string
 	Lab     *Lab
 	Timings Timings
 	// Cmd is the client's command: Prepare may change it; During sees it

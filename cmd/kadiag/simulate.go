@@ -34,7 +34,7 @@ type simulateFlags struct {
 
 // simulateHook, when set, becomes simulate.Config.Hook: only the tests set
 // it (TestMain), to hold a run at a phase; the product never does.
-var simulateHook func(ctx context.Context, lab string, p simulate.Phase)
+var simulateHook func(ctx context.Context, p simulate.Phase, s *simulate.Stage)
 
 func newSimulateCmd() *cobra.Command { return simulateCmd(&simulateFlags{}) }
 

@@ -18,7 +18,7 @@ const holdEnv = "KADIAG_TEST_HOLD"
 
 func TestMain(m *testing.M) {
 	if phase := os.Getenv(holdEnv); phase != "" {
-		simulateHook = func(ctx context.Context, lab string, p simulate.Phase) {
+		simulateHook = func(ctx context.Context, p simulate.Phase, s *simulate.Stage) {
 			if string(p) != phase {
 				return
 			}
