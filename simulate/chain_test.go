@@ -108,7 +108,7 @@ func TestUserServerJDKTwoHops(t *testing.T) {
 			oc := newOracles(t)
 			var stdout, stderr bytes.Buffer
 			res := run(t, Config{Hops: hops, Server: []string{"python3", slow, "{listen}", "7"},
-				Command: []string{"java", "-XX:-UsePerfData", "-cp", dir, "Fetch", "{url}", "15"},
+				Command:     []string{"java", "-XX:-UsePerfData", "-cp", dir, "Fetch", "{url}", "15"},
 				WithPreload: tc.preload, Library: testLibrary(t), KeepIdle: time.Second, KeepIntvl: time.Second,
 				Expect: tc.expect, Timeout: 40 * time.Second, Stdout: &stdout, Stderr: &stderr, Hook: oc.hook})
 			sc := scenario(t, res, "command")
@@ -183,4 +183,3 @@ func TestConntrackStreamFailureNoted(t *testing.T) {
 		t.Errorf("notes %q conntrack timeline %+v: want the scenario's own flow recorded after the burst", sc.Notes, sc.Hops[0].Conntrack)
 	}
 }
-
