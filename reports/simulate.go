@@ -130,17 +130,26 @@ func (s Simulate) JUnit() Suites {
 	return all
 }
 
-// chainLine names a chain's hops in order, with their lab idle timeouts.
+// chainLine names a chain's hops in order, with their idle timeouts (a hop
+// written as settings is its own description).
 func chainLine(r *simulate.Result) string {
 	var parts []string
 	for i, h := range r.Hops {
+		p := fmt.Sprintf("%d %s", i+1, h.Name)
+		if !strings.Contains(h.Name, "=") {
+			p += " idle " + Seconds(int(h.IdleS))
+		}
+		if r.Scale > 1 {
+			p += fmt.Sprintf(" ÷%g = %s", r.Scale, Seconds(int(h.LabIdleS)))
+		}
 		nat := "NAT"
 		if !h.NAT {
 			nat = "no NAT"
 		}
-		p := fmt.Sprintf("%d %s idle %s (%s, %s)", i+1, h.Name, Seconds(int(h.IdleS)), h.After, nat)
-		if r.Scale > 1 {
-			p = fmt.Sprintf("%d %s idle %s ÷%g = %s (%s, %s)", i+1, h.Name, Seconds(int(h.IdleS)), r.Scale, Seconds(int(h.LabIdleS)), h.After, nat)
+		if strings.Contains(h.Name, "=") {
+			p += " (" + nat + ")"
+		} else {
+			p += fmt.Sprintf(" (%s, %s)", h.After, nat)
 		}
 		parts = append(parts, p)
 	}

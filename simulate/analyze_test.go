@@ -64,7 +64,7 @@ func TestAnalyzePerFlow(t *testing.T) {
 		add(float64(i)*0.5, i%2 == 0, 40001, uint32(101+i*10), "A", 10)
 	}
 	ws := analyze(pkts, start, 3*time.Second, start.Add(7*time.Second))
-	if ws.expiredAt == nil || *ws.expiredAt != 3.01 {
+	if ws.expiredAt == nil || round3(*ws.expiredAt) != 3.01 {
 		t.Fatalf("expired at %v, want 3.01 (flow A's own last packet + 3s)", ws.expiredAt)
 	}
 	// Flow B alone (its handshake, then its data): never idle 3 s, not at

@@ -201,7 +201,9 @@ func analyze(pkts []capturedPacket, start time.Time, idle time.Duration, end tim
 			f.expired = &at
 		}
 		if f.expired != nil {
-			at := round3(f.expired.Sub(start).Seconds())
+			// Unrounded: hops forgetting within the same millisecond are
+			// still told apart by which saw the flow's last packet first.
+			at := f.expired.Sub(start).Seconds()
 			if s.expiredAt == nil || at < *s.expiredAt {
 				s.expiredAt = &at
 			}

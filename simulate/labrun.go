@@ -189,18 +189,22 @@ wait:
 		return ev, fmt.Errorf("wait for %s: %w", cmd.Args[0], waitErr)
 	}
 	sr.ElapsedS = round3(end.Sub(start).Seconds())
+	var first *float64 // unrounded
 	for i := range sr.Hops {
 		h := &sr.Hops[i]
 		h.Name, h.IdleS, h.LabIdleS, h.After, h.NAT = hops[i].Name, chain[i].Idle.Seconds(), t.Hops[i].Seconds(), string(hops[i].After), hops[i].NAT
 		ws := analyze(ev.links[i], start, t.Hops[i], end)
-		h.ForgotAtS = ws.expiredAt
+		if ws.expiredAt != nil {
+			v := round3(*ws.expiredAt)
+			h.ForgotAtS = &v
+		}
 		if i == 0 {
 			sr.Packets, sr.Probes, sr.ProbeAcks, sr.Resets = ws.packets, ws.probes, ws.probeAcks, ws.rsts
 			sr.Wire = ws.events
 			sr.Conntrack = h.Conntrack
 		}
-		if h.ForgotAtS != nil && (sr.ExpiredS == nil || *h.ForgotAtS < *sr.ExpiredS) {
-			sr.ExpiredS = h.ForgotAtS
+		if ws.expiredAt != nil && (first == nil || *ws.expiredAt < *first) {
+			first, sr.ExpiredS = ws.expiredAt, h.ForgotAtS
 			n := i + 1
 			sr.ForgottenBy = &n
 		}

@@ -74,7 +74,7 @@ func TestSimulateChainJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), "first to forget: hop 2") || !strings.Contains(string(b), "client → 1 idle=4s,after=drop") || !strings.Contains(string(b), "hop 2 (idle=2s) forgot the flow at") {
+	if !strings.Contains(string(b), "first to forget: hop 2") || !strings.Contains(string(b), "client → 1 idle=4s,after=drop (NAT) → 2 idle=2s (NAT) → server") || !strings.Contains(string(b), "hop 2 (idle=2s) forgot the flow at") {
 		t.Errorf("table report:\n%s", b)
 	}
 	out, err := exec.Command("tshark", "-r", pcap, "-Y", "tcp", "-T", "fields", "-e", "frame.interface_name").Output()
