@@ -32,16 +32,17 @@ func (s Simulate) WriteTable(w io.Writer) error {
 	if len(r.Server) > 0 {
 		fmt.Fprintf(w, "server: %s\n", strings.Join(r.Server, " "))
 	}
+	var line []string
 	if len(r.Server) == 0 {
-		fmt.Fprintf(w, "server answers after %.1fs", r.ResponseDelayS)
-	} else if len(r.Command) == 0 {
-		fmt.Fprintf(w, "your server")
+		line = append(line, fmt.Sprintf("server answers after %.1fs", r.ResponseDelayS))
 	}
 	if len(r.Command) == 0 {
-		fmt.Fprintf(w, "; keepalive idle %s, interval %s, %d probes (preload, sysctl, app); too slow: idle %s",
-			Seconds(int(r.KeepIdleS)), Seconds(int(r.KeepIntvlS)), r.KeepCnt, Seconds(int(r.SlowKeepIdleS)))
+		line = append(line, fmt.Sprintf("keepalive idle %s, interval %s, %d probes (preload, sysctl, app); too slow: idle %s",
+			Seconds(int(r.KeepIdleS)), Seconds(int(r.KeepIntvlS)), r.KeepCnt, Seconds(int(r.SlowKeepIdleS))))
 	}
-	fmt.Fprintln(w)
+	if len(line) > 0 {
+		fmt.Fprintln(w, strings.Join(line, "; "))
+	}
 	fmt.Fprintln(w)
 	tw := NewTable(w)
 	fmt.Fprintln(tw, "SCENARIO\tEXPECTED\tOUTCOME\tELAPSED\tPROBES\tRSTS\tFORGOTTEN AT\tRESULT")

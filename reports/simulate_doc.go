@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/kadiag/kadiag/simulate"
 )
@@ -24,8 +25,15 @@ func (s Simulate) Document() Document {
 	if r.Scale > 1 {
 		mb += fmt.Sprintf(", scaled ÷%g to %s in the lab", r.Scale, secs(r.LabIdleS))
 	}
-	d.Summary = fmt.Sprintf("%d of %d scenarios as expected. Middlebox: %s; after expiry: %s. The server answers after %s.",
-		r.Summary.Passed, r.Summary.Scenarios, mb, r.After, secs(r.ResponseDelayS))
+	srv := "The server answers after " + secs(r.ResponseDelayS) + "."
+	if len(r.Server) > 0 {
+		srv = "Server: " + strings.Join(r.Server, " ") + "."
+	}
+	if len(r.Hops) > 1 {
+		d.Summary = fmt.Sprintf("%d of %d scenarios as expected. Middleboxes: %s. %s", r.Summary.Passed, r.Summary.Scenarios, chainLine(r), srv)
+	} else {
+		d.Summary = fmt.Sprintf("%d of %d scenarios as expected. Middlebox: %s; after expiry: %s. %s", r.Summary.Passed, r.Summary.Scenarios, mb, r.After, srv)
+	}
 	g := &Grid{Header: []string{"scenario", "expected", "outcome", "result", "elapsed", "probes", "answered", "RSTs", "forgotten at", "evidence"}}
 	var tls []Timeline
 	var notes []string

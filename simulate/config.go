@@ -265,7 +265,7 @@ func (c *Config) Timings() (Timings, []string) {
 		t.SlowKeepIdle = max(ceilSeconds(c.scale(c.Idle+15*time.Second)), t.Idle+time.Second)
 		t.ResponseDelay = max(c.scale(c.Idle+30*time.Second), t.SlowKeepIdle+time.Second)
 	}
-	if t.ResponseDelay <= t.Idle {
+	if t.ResponseDelay <= t.Idle && len(c.Server) == 0 {
 		warn = append(warn, fmt.Sprintf("the server answers after %v, within the middlebox's idle %v: every scenario survives", t.ResponseDelay, t.Idle))
 	}
 	t.Timeout = c.Timeout
