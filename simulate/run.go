@@ -35,6 +35,7 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 	}
 	t, warnings := cfg.Timings()
 	res := newResult(&cfg, t, warnings)
+	cfg.Stdout, cfg.Stderr = lockWriters(cfg.Stdout, cfg.Stderr)
 
 	runs, cleanup, err := labRuns(&cfg, t)
 	if err != nil {
