@@ -53,6 +53,10 @@ clients survive a server that answers after the flow was forgotten:
   sysctl            tcp_keepalive_time lowered, SO_KEEPALIVE still off    fails
   app               the client turns keepalive on itself                 ok
   preload-too-slow  the library with an idle above the middlebox's     fails
+On request (--scenario), with kadiag fix's capabilities:
+  fix-live          keepalive off, kadiag fix --pid before it is forgotten  ok
+  fix-live-late     the same, fixed after: fails at once, does not hang   fails
+  fix-cgroup        keepalive off, in a cgroup with kadiag fix's programs   ok
 
 With -- CMD ARGS, your own command runs in the client namespace instead,
 with the server's URL in $KADIAG_URL and in place of {url}; --expect says
