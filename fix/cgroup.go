@@ -109,7 +109,6 @@ func Remove(dir string) (*Report, error) {
 		return nil, err
 	}
 	r := newReport("remove", Settings{Idle: p.Settings.Idle, Interval: p.Settings.Interval, Count: p.Settings.Count, UserTimeout: p.Settings.UserTimeout})
-	p.Cgroup = dir
 	r.Policies = append(r.Policies, policyOf(&p))
 	r.notef("sockets already open keep the options they were given")
 	return r, nil
@@ -125,7 +124,7 @@ func List() (*Report, error) {
 	for i := range ps {
 		r.Policies = append(r.Policies, policyOf(&ps[i]))
 		if _, err := os.Stat(ps[i].Cgroup); errors.Is(err, os.ErrNotExist) {
-			r.notef("cgroup %s no longer exists; kadiag fix --remove cannot name it: delete %s", ps[i].Cgroup, ps[i].Pinned)
+			r.notef("cgroup %s no longer exists: its programs are inert; kadiag fix --remove --cgroup %s deletes the record", ps[i].Cgroup, ps[i].Cgroup)
 		}
 	}
 	return r, nil

@@ -167,6 +167,30 @@ func TestCgroupPinnedRemove(t *testing.T) {
 	if _, err := Remove(dir); !errors.Is(err, ErrNotAttached) {
 		t.Errorf("second Remove: %v, want ErrNotAttached", err)
 	}
+
+	// A cgroup deleted with its policy pinned: listed with a note, removed
+	// by the path it was attached with.
+	gone := bpftest.Sub(t, dir, "deleted")
+	if _, _, err := Cgroup(gone, DefaultSettings(), false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	lr, err = List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(lr.Notes, "\n"), gone+" no longer exists") {
+		t.Errorf("List notes %q: want one about %s", lr.Notes, gone)
+	}
+	rr, err := Remove(gone)
+	if err != nil {
+		t.Fatalf("Remove of a deleted cgroup's policy: %v", err)
+	}
+	if rr.Policies[0].Cgroup != gone {
+		t.Errorf("removed %+v", rr.Policies[0])
+	}
 }
 
 // TestLiveAccepted fixes a listener and the socket it accepted; a socket

@@ -120,11 +120,16 @@ Exit codes: 0 done, 1 a socket could not be fixed, 2 an error.`,
 			case list:
 				r, err = fix.List()
 			case isCgroup:
-				dir := cgroup
+				var dir string
 				if cgroupOf {
 					dir, err = fix.CgroupOf(pid)
 				} else {
 					dir, err = fix.ResolveCgroup(cgroup)
+				}
+				if err != nil && remove && !cgroupOf && errors.Is(err, fix.ErrNoCgroup2) {
+					// A cgroup deleted since: its pinned policy is found by
+					// the path it was attached with.
+					dir, err = cgroup, nil
 				}
 				if err != nil {
 					return err

@@ -268,15 +268,27 @@ func Detach(dir string) (Policy, error) {
 	if err := need("detach BPF programs from a cgroup", cgroupCaps...); err != nil {
 		return Policy{}, err
 	}
-	id, err := CgroupID(dir)
-	if err != nil {
-		return Policy{}, fmt.Errorf("cgroup %s: %w", dir, err)
-	}
 	fs, err := bpffs(false)
 	if err != nil {
 		return Policy{}, fmt.Errorf("cgroup %s: %w (kadiag fix --list shows where kadiag policies are)", dir, ErrNotAttached)
 	}
-	pdir := filepath.Join(fs, pinDir, "cgroup-"+strconv.FormatUint(id, 10))
+	var pdir string
+	if id, err := CgroupID(dir); err == nil {
+		pdir = filepath.Join(fs, pinDir, "cgroup-"+strconv.FormatUint(id, 10))
+	} else {
+		// The cgroup was removed (its links are defunct, their pins stay):
+		// find its record by the path it was attached with.
+		ps, _ := List()
+		root, _ := CgroupMount()
+		for _, p := range ps {
+			if p.Cgroup == filepath.Clean(dir) || (root != "" && p.Cgroup == filepath.Join(root, dir)) {
+				pdir = p.Pinned
+			}
+		}
+		if pdir == "" {
+			return Policy{}, fmt.Errorf("cgroup %s: %w (kadiag fix --list shows where kadiag policies are)", dir, ErrNotAttached)
+		}
+	}
 	p, err := readInfo(pdir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
