@@ -59,7 +59,7 @@ func CgroupOf(pid int) (string, error) {
 }
 
 func policyOf(p *bpf.Policy) Policy {
-	return Policy{Cgroup: p.Cgroup, CgroupID: p.CgroupID, Pinned: p.Pinned, Since: p.Since.UTC(), Replaced: p.Replaced,
+	return Policy{Cgroup: p.Cgroup, CgroupID: p.CgroupID, Pinned: p.Pinned, HolderPID: p.Holder, Since: p.Since.UTC(), Replaced: p.Replaced,
 		Settings: Settings{Idle: p.Settings.Idle, Interval: p.Settings.Interval, Count: p.Settings.Count, UserTimeout: p.Settings.UserTimeout}.json()}
 }
 
@@ -114,13 +114,22 @@ func Remove(dir string) (*Report, error) {
 	return r, nil
 }
 
-// List returns kadiag's pinned cgroup policies.
+// List returns kadiag's cgroup policies: those pinned in bpffs and, with
+// CAP_SYS_ADMIN, those held by running kadiag processes (--hold).
 func List() (*Report, error) {
 	ps, err := bpf.List()
 	if err != nil {
 		return nil, err
 	}
 	r := newReport("list", Settings{})
+	held, err := bpf.Held()
+	switch {
+	case errors.Is(err, bpf.ErrCapability):
+		r.notef("policies held by running kadiag processes (--hold) are listed with CAP_SYS_ADMIN")
+	case err != nil:
+		r.notef("policies held by running kadiag processes: %v", err)
+	}
+	ps = append(ps, held...)
 	for i := range ps {
 		r.Policies = append(r.Policies, policyOf(&ps[i]))
 		if _, err := os.Stat(ps[i].Cgroup); errors.Is(err, os.ErrNotExist) {

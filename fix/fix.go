@@ -221,9 +221,11 @@ type Policy struct {
 	Settings settingsJSON `json:"settings"`
 	// Pinned is the bpffs directory that keeps it attached, "" while held
 	// by a running kadiag (--hold).
-	Pinned   string    `json:"pinned"`
-	Since    time.Time `json:"since"`
-	Replaced bool      `json:"replaced"` // an earlier kadiag policy was replaced
+	Pinned string `json:"pinned"`
+	// HolderPID is the kadiag process holding an unpinned policy.
+	HolderPID int       `json:"holder_pid,omitempty"`
+	Since     time.Time `json:"since"`
+	Replaced  bool      `json:"replaced"` // an earlier kadiag policy was replaced
 }
 
 func newReport(mode string, s Settings) *Report {

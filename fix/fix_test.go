@@ -99,6 +99,19 @@ func TestCgroupRuntimes(t *testing.T) {
 	if len(r.Policies) != 1 || r.Policies[0].Pinned != "" {
 		t.Fatalf("held policy: %+v", r.Policies)
 	}
+	lr, err := List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range lr.Policies {
+		if p.Cgroup == dir {
+			found = p.Pinned == "" && p.HolderPID == os.Getpid() && p.Settings.UserTimeoutMs == 30000
+		}
+	}
+	if !found {
+		t.Errorf("List does not show the held policy on %s: %+v", dir, lr.Policies)
+	}
 	want := fixed
 	want.UserTimeoutMs = 30000
 	for _, kind := range []string{"c", "go", "python", "java"} {

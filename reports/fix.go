@@ -155,6 +155,8 @@ func (f Fix) policyTable(w io.Writer) error {
 		switch {
 		case r.DryRun:
 			life = "-"
+		case p.Pinned == "" && r.Mode == "list":
+			life = fmt.Sprintf("held by kadiag pid %d", p.HolderPID)
 		case p.Pinned == "":
 			life = "held by this kadiag"
 		}
@@ -178,7 +180,13 @@ func (f Fix) summary() string {
 	case "remove":
 		return "removed: new connections of the cgroup are no longer touched"
 	case "list":
-		return fmt.Sprintf("kadiag policies pinned: %d", len(r.Policies))
+		held := 0
+		for _, p := range r.Policies {
+			if p.Pinned == "" {
+				held++
+			}
+		}
+		return fmt.Sprintf("kadiag policies: %d pinned, %d held", len(r.Policies)-held, held)
 	}
 	s := r.Summary
 	var b strings.Builder
