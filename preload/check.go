@@ -15,14 +15,16 @@ import (
 	"strings"
 	"time"
 
+	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
 // CheckSchema names the JSON contract of CheckResult.
 const CheckSchema = "kadiag.preload.check/v1"
 
-// ErrNoProcess is returned (wrapped) by Check for a pid that does not exist.
-var ErrNoProcess = errors.New("no such process")
+// ErrNoProcess is returned (wrapped in a *proc.PIDError) by Check for a pid
+// that does not exist. It is proc.ErrNoProcess, the module's one value.
+var ErrNoProcess = kproc.ErrNoProcess
 
 // Binary describes the program a process runs, as far as LD_PRELOAD cares.
 type Binary struct {
@@ -77,7 +79,7 @@ type CheckResult struct {
 func Check(pid int) (*CheckResult, error) {
 	proc := fmt.Sprintf("/proc/%d", pid)
 	if _, err := os.Stat(proc); err != nil {
-		return nil, fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+		return nil, kproc.Errorf(pid, "%w", ErrNoProcess)
 	}
 	r := &CheckResult{Schema: CheckSchema, PID: pid, Sockets: []SocketCheck{}}
 	if b, err := os.ReadFile(proc + "/comm"); err == nil {
@@ -244,7 +246,7 @@ func readBinary(pid int) (Binary, error) {
 	f, err := os.Open(exe)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return b, fmt.Errorf("%w: pid %d (or it is a kernel thread)", ErrNoProcess, pid)
+			return b, kproc.Errorf(pid, "%w (or it is a kernel thread)", ErrNoProcess)
 		}
 		return b, fmt.Errorf("read the program of pid %d: %w (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, err)
 	}

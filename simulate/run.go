@@ -156,7 +156,7 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	if parent.Err() != nil {
-		return nil, fmt.Errorf("interrupted: the labs are torn down")
+		return nil, &interruptedError{context.Cause(parent)}
 	}
 	if err := errors.Join(real...); err != nil {
 		return nil, err
@@ -473,3 +473,11 @@ func testPause(ctx context.Context, phase string) {
 		}
 	}
 }
+
+// interruptedError is the run's error after Ctrl-C or SIGTERM; it wraps the
+// context's error, so errors.Is(err, context.Canceled) holds.
+type interruptedError struct{ cause error }
+
+func (e *interruptedError) Error() string { return "interrupted: the labs are torn down" }
+
+func (e *interruptedError) Unwrap() error { return e.cause }
