@@ -306,4 +306,3 @@ func TestDeadPeerTable(t *testing.T) {
 		}
 	}
 }
-
