@@ -48,6 +48,9 @@ func newSocket(fd int, m *diagEntry) Socket {
 	if m.family == unix.AF_INET6 {
 		s.Family = "inet6"
 	}
+	if m.mptcp {
+		s.Protocol = "mptcp"
+	}
 	if int(m.state) < len(stateNames) {
 		s.State = stateNames[m.state]
 	}
@@ -77,7 +80,9 @@ func (s *Socket) setExact(o options, m *diagEntry) {
 		UserTimeoutUnsupported: o.noUserTimeout,
 		Source:                 Exact,
 	}
-	if o.mptcp {
+	// Only MPTCP answers TCP_USER_TIMEOUT with EOPNOTSUPP: a kernel without
+	// mptcp_diag still gets the protocol right.
+	if o.mptcp || o.noUserTimeout {
 		s.Protocol = "mptcp"
 	}
 	s.setTimer(m)
