@@ -172,7 +172,7 @@ func TestDoctorKubernetes(t *testing.T) {
 	if code != 1 || !r.Container.Kubernetes || r.Container.ServiceHost != "198.18.0.1" {
 		t.Errorf("exit %d container %+v", code, r.Container)
 	}
-	if got := fixKinds(r); got != "env,kubernetes,python,sysctl" {
+	if got := fixKinds(r); got != "env,kubernetes,python,fix,sysctl" {
 		t.Errorf("fixes %s", got)
 	}
 	if r.MaxIdleS != 240 || !strings.Contains(r.Fixes[1].Text, "--container web") {
