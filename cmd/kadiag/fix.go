@@ -114,6 +114,8 @@ Exit codes: 0 done, 1 a socket could not be fixed, 2 an error.`,
 				return usage("--via, --watch and --all-sockets apply to --pid without --cgroup-of")
 			case !isCgroup && hold:
 				return usage("--hold applies to --cgroup")
+			case changed("watch") && (via == "bpf" || dryRun):
+				return usage("--watch observes the duplicated sockets after a change: not with --via bpf or --dry-run")
 			}
 			var r *fix.Report
 			switch {

@@ -132,6 +132,8 @@ func TestFixUsage(t *testing.T) {
 		{"fix", "--pid", "1", "--keepcnt", "200"},
 		{"fix", "--pid", "1", "--keepidle", "1.5s"},
 		{"fix", "--pid", "1", "--watch", "soon"},
+		{"fix", "--pid", "1", "--watch", "1s", "--via", "bpf"},
+		{"fix", "--pid", "1", "--watch", "1s", "--dry-run"},
 		{"fix", "--pid", "999999999"},
 		{"fix", "--cgroup", "/no/such/cgroup"},
 	} {
