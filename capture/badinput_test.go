@@ -174,9 +174,15 @@ func TestPcapngBlocks(t *testing.T) {
 	t.Run("truncated", func(t *testing.T) {
 		at := offs[len(offs)-1]
 		res, err := readBytes(b[:at+30])
-		wantFormatError(t, err, at, "truncated")
-		if res == nil || len(res.Flows) == 0 {
-			t.Errorf("no report of what was read")
+		fe := wantFormatError(t, err, at, "truncated")
+		var before uint64 // enhanced packet blocks before the cut one
+		for _, ty := range types[:len(types)-1] {
+			if ty == 6 {
+				before++
+			}
+		}
+		if res == nil || len(res.Flows) == 0 || res.Summary.Packets != before || fe.Packets != before {
+			t.Errorf("packets before the cut block: error says %d, report %+v; want %d", fe.Packets, res, before)
 		}
 	})
 }
