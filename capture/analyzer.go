@@ -90,7 +90,7 @@ func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo
 		// initial sequence number, starts a new connection (Wireshark starts
 		// a new tcp.stream the same way).
 		fd := f.dirIndex(s.src)
-		if f.closed || (f.dir[fd].baseSet && f.dir[fd].base != s.seq) {
+		if f.obs.closed || (f.isnSet[fd] && f.isn[fd] != s.seq) {
 			a.done = append(a.done, f)
 			f = nil
 		}
@@ -98,7 +98,7 @@ func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo
 	if f == nil {
 		f = newFlow(s.src, s.dst, a.order)
 		if a.opts.Timeline {
-			f.tl = &timeline{}
+			f.obs.tl = &timeline{}
 		}
 		a.order++
 		a.flows[key] = f
