@@ -1,6 +1,9 @@
 package capture
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // endpoint is one side of a flow: a 16-byte address (IPv4 as ::ffff:a.b.c.d)
 // and a port. Fixed-size so a flow key hashes without allocating.
@@ -9,11 +12,14 @@ type endpoint struct {
 	port uint16
 }
 
+// less orders endpoints by address bytes, then port.
 func (e endpoint) less(o endpoint) bool {
-	for i := range e.addr {
-		if e.addr[i] != o.addr[i] {
-			return e.addr[i] < o.addr[i]
-		}
+	a, b := binary.BigEndian.Uint64(e.addr[:8]), binary.BigEndian.Uint64(o.addr[:8])
+	if a == b {
+		a, b = binary.BigEndian.Uint64(e.addr[8:]), binary.BigEndian.Uint64(o.addr[8:])
+	}
+	if a != b {
+		return a < b
 	}
 	return e.port < o.port
 }
@@ -58,6 +64,7 @@ type flow struct {
 	retransmissions        int
 }
 
+// newFlow starts a flow whose first segment goes from src to dst.
 func newFlow(src, dst endpoint, order int) *flow {
 	return &flow{ep: [2]endpoint{src, dst}, client: -1, order: order, obs: observer{firstProbeIdle: -1}}
 }
