@@ -31,7 +31,7 @@ type Options struct {
 type Analyzer struct {
 	opts  Options
 	dec   *decoder
-	flows map[flowKey]*flow
+	flows flowTable
 	done  []*flow // flows replaced by a new connection on the same ports
 	// lastFlow is the previous segment's flow: comparing its endpoints is
 	// cheaper than a map lookup.
@@ -49,7 +49,7 @@ func NewAnalyzer(opts Options) *Analyzer {
 	if opts.MaxIdle <= 0 {
 		opts.MaxIdle = middlebox.DefaultIdle
 	}
-	return &Analyzer{opts: opts, dec: newDecoder(), flows: map[flowKey]*flow{}, badLink: map[layers.LinkType]bool{}}
+	return &Analyzer{opts: opts, dec: newDecoder(), flows: newFlowTable(), badLink: map[layers.LinkType]bool{}}
 }
 
 // Feed analyses one captured frame of the given link type. data may be
@@ -110,7 +110,7 @@ func (a *Analyzer) lookup(s *segment) (*flow, int) {
 	if s.dst.less(s.src) {
 		key = flowKey{s.dst, s.src}
 	}
-	f := a.flows[key]
+	f := a.flows.get(&key)
 	if f == nil {
 		return a.newFlow(s), 0
 	}
@@ -131,7 +131,7 @@ func (a *Analyzer) newFlow(s *segment) *flow {
 	if s.dst.less(s.src) {
 		key = flowKey{s.dst, s.src}
 	}
-	a.flows[key] = f
+	a.flows.put(&key, f)
 	return f
 }
 
@@ -143,9 +143,7 @@ func (a *Analyzer) Result(end time.Time) *Result {
 		endNs = max(end.UnixNano(), a.last)
 	}
 	all := append([]*flow(nil), a.done...)
-	for _, f := range a.flows {
-		all = append(all, f)
-	}
+	a.flows.each(func(f *flow) { all = append(all, f) })
 	sort.Slice(all, func(i, j int) bool { return all[i].order < all[j].order })
 	maxIdle := a.opts.MaxIdle
 	r := &Result{
