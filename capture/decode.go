@@ -177,12 +177,17 @@ func (d *decoder) decodeEthernet(data []byte, seg *segment) (r decodeResult, ok 
 	v6 := false
 	switch d.eth.EthernetType {
 	case layers.EthernetTypeIPv4:
-		if d.ip4.DecodeFromBytes(d.eth.Payload, nf) != nil || d.ip4.NextLayerType() != layers.LayerTypeTCP {
+		// TCP exactly when IPv4.NextLayerType says so (not a fragment),
+		// without its table lookups.
+		ip := &d.ip4
+		if ip.DecodeFromBytes(d.eth.Payload, nf) != nil || ip.Protocol != layers.IPProtocolTCP ||
+			ip.Flags&layers.IPv4MoreFragments != 0 || ip.FragOffset != 0 {
 			return notTCP, true // as the parser ends: no TCP, nothing cut
 		}
 		tcp = d.ip4.Payload
 	case layers.EthernetTypeIPv6:
-		if d.ip6.DecodeFromBytes(d.eth.Payload, nf) != nil || d.ip6.NextLayerType() != layers.LayerTypeTCP {
+		// Extension headers (a hop-by-hop one too) are the parser's.
+		if d.ip6.DecodeFromBytes(d.eth.Payload, nf) != nil || d.ip6.HopByHop != nil || d.ip6.NextHeader != layers.IPProtocolTCP {
 			return 0, false
 		}
 		tcp, v6 = d.ip6.Payload, true
