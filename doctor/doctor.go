@@ -116,9 +116,6 @@ func Diagnose(pid int, o Options) (*Result, error) {
 	}
 	rep, err := o.Scan([]int{pid}, inspect.Options{MaxIdle: o.MaxIdle})
 	if err != nil {
-		if errors.Is(err, inspect.ErrNoProcess) {
-			return nil, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
-		}
 		return nil, err
 	}
 	r := &Result{Schema: Schema, PID: pid, MaxIdleS: int(o.MaxIdle / time.Second),
