@@ -21,11 +21,12 @@ const (
 // (scheduling on a busy host) nor above maxDeadline; TCP's own give-up
 // (~15 min) is never waited for.
 const (
-	pingEvery   = 2 * time.Second
-	minDeadline = 250 * time.Millisecond
-	maxDeadline = 10 * time.Second
-	greetWait   = 2 * time.Second
-	openers     = 16
+	pingEvery    = 2 * time.Second
+	minDeadline  = 250 * time.Millisecond
+	maxDeadline  = 10 * time.Second
+	greetWait    = 2 * time.Second
+	openers      = 16
+	plainOpeners = 2
 )
 
 // Config is a measurement's configuration.
