@@ -279,8 +279,10 @@ func (r *run) openAll(ctx context.Context) error {
 			all = append(all, p.tests...)
 		}
 	}
-	all = append(all, r.ka...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].idle < all[j].idle })
+	// The keepalive connections first: they must be idle past the timeout
+	// when they are tested, right after the grid's own tests.
+	all = append(append([]*test{}, r.ka...), all...)
 	work := make(chan *test)
 	errc := make(chan error, openers)
 	var wg sync.WaitGroup
@@ -368,6 +370,8 @@ func (r *run) open(ctx context.Context, t *test) error {
 	if t.keepalive {
 		return setKeepalive(c, r.cfg.Keepalive, 9)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch t.dir {
 	case ToServer:
 		t.timer = time.AfterFunc(time.Until(t.lastPkt.Add(t.idle)), func() { r.toServer(t) })
@@ -393,9 +397,11 @@ func (r *run) fail(err error) {
 // finish records a test's outcome once and hands it to the loop.
 func (r *run) finish(t *test, outcome, by string, measured time.Duration) {
 	t.once.Do(func() {
+		r.mu.Lock()
 		if t.timer != nil {
 			t.timer.Stop()
 		}
+		r.mu.Unlock()
 		abort(t.conn)
 		r.mu.Lock()
 		t.finished, t.outcome, t.by, t.measured = true, outcome, by, measured
@@ -407,10 +413,10 @@ func (r *run) finish(t *test, outcome, by string, measured time.Duration) {
 // cancel ends a test that is no longer needed.
 func (r *run) cancel(t *test) {
 	t.once.Do(func() {
+		r.mu.Lock()
 		if t.timer != nil {
 			t.timer.Stop()
 		}
-		r.mu.Lock()
 		t.cancelled = true
 		c := t.conn
 		r.mu.Unlock()
@@ -638,8 +644,18 @@ func (r *run) evaluate() bool {
 		}
 	}
 	fire := all && len(r.ka) > 0 && !r.kaFired
+	var past time.Duration // the longest idle a decision needed
 	if fire {
 		r.kaFired = true
+		for _, ds := range r.dirs {
+			for _, p := range ds.points {
+				for _, t := range p.tests {
+					if t.finished {
+						past = max(past, t.measured)
+					}
+				}
+			}
+		}
 	}
 	kaDone := true
 	for _, t := range r.ka {
@@ -650,25 +666,33 @@ func (r *run) evaluate() bool {
 		r.cancel(t)
 	}
 	if fire {
-		r.fireKeepalive()
+		r.fireKeepalive(past)
 	}
 	r.mu.Lock()
 	return all && kaDone
 }
 
-// fireKeepalive tests the keepalive connections, once the flow's timeout
-// has passed (every direction is decided).
-func (r *run) fireKeepalive() {
+// fireKeepalive tests the keepalive connections once every direction is
+// decided, each when its own last data is older than past, the longest
+// idle the decisions took: the flow would have been forgotten by then
+// without the probes.
+func (r *run) fireKeepalive(past time.Duration) {
 	for _, t := range r.ka {
+		var do func()
 		switch {
 		case !r.counterpart:
-			go r.plainProbe(t)
+			do = func() { r.plainProbe(t) }
 		case t.dir == ToServer:
-			go r.toServer(t)
+			do = func() { r.toServer(t) }
 		default:
-			if err := r.writeFrame(frame{typ: frameTrigger, conn: t.id}); err != nil {
-				r.fail(fmt.Errorf("%w: the control connection broke: %v", ErrPathFailed, err))
+			do = func() {
+				if err := r.writeFrame(frame{typ: frameTrigger, conn: t.id}); err != nil {
+					r.fail(fmt.Errorf("%w: the control connection broke: %v", ErrPathFailed, err))
+				}
 			}
 		}
+		r.mu.Lock()
+		t.timer = time.AfterFunc(time.Until(t.lastPkt.Add(past)), do)
+		r.mu.Unlock()
 	}
 }
