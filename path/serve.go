@@ -216,19 +216,26 @@ func (s *Server) handle(c net.Conn) {
 	s.mu.Lock()
 	ss := s.session[r.session]
 	s.mu.Unlock()
-	if ss == nil || !ss.add(r.conn, held) {
+	if ss == nil {
 		held.refuse(statusNoSession)
 		return
 	}
+	// Every test connection ends by MaxHold at the latest. Set up before
+	// the session knows it: from then on its close may abort it any time.
 	held.ss, held.id = ss, r.conn
+	held.hold = time.AfterFunc(s.cfg.MaxHold+afterTestGrace, held.abort)
+	if !ss.add(r.conn, held) {
+		held.hold.Stop()
+		held.ss = nil
+		held.refuse(statusNoSession)
+		return
+	}
 	if _, err := c.Write([]byte{statusOK}); err != nil {
 		held.abort()
 		return
 	}
 	c.SetDeadline(time.Time{})
 	ss.connections.Add(1)
-	// Every test connection ends by MaxHold at the latest.
-	held.hold = time.AfterFunc(s.cfg.MaxHold+afterTestGrace, held.abort)
 	switch r.kind {
 	case kindToClient:
 		held.sendAfterIdle(time.Duration(r.idleMS)*time.Millisecond, int(r.bytes))
