@@ -162,6 +162,9 @@ func (r *Result) ExpectPassed(expect time.Duration) (passed, known bool) {
 	if short, ok := r.Shortest(); ok && short.Seconds() < e {
 		return false, true
 	}
+	if r.ServerIdleCloseS != nil && *r.ServerIdleCloseS < e {
+		return false, true
+	}
 	if r.AtLeast() >= e {
 		return true, true
 	}

@@ -94,8 +94,13 @@ func (p Path) expectLine() string {
 	case passed:
 		return fmt.Sprintf("expect at least %s: ok", secs(e))
 	}
-	short, _ := p.Shortest()
-	return fmt.Sprintf("expect at least %s: FAILED, the path forgets idle flows after %s", secs(e), secs(short.Seconds()))
+	if short, ok := p.Shortest(); ok && short.Seconds() < e {
+		return fmt.Sprintf("expect at least %s: FAILED, the path forgets idle flows after %s", secs(e), secs(short.Seconds()))
+	}
+	if c := p.ServerIdleCloseS; c != nil && *c < e {
+		return fmt.Sprintf("expect at least %s: FAILED, the server closes idle connections after %s", secs(e), secs(*c))
+	}
+	return fmt.Sprintf("expect at least %s: FAILED", secs(e))
 }
 
 // Passed reports whether --expect-at-least (when given) holds and the
@@ -128,6 +133,10 @@ func (p Path) JUnit() Suites {
 			c.Failure = &Failure{Message: fmt.Sprintf("%s forgets idle flows after %s, expected at least %s", d.Name, secs(*d.R.IdleTimeoutS), secs(*r.ExpectAtLeastS)), Type: "expect-at-least"}
 		}
 		suite.Cases = append(suite.Cases, c)
+	}
+	if r.ExpectAtLeastS != nil && r.ServerIdleCloseS != nil && *r.ServerIdleCloseS < *r.ExpectAtLeastS {
+		suite.Cases = append(suite.Cases, Case{Name: "server idle close", Classname: "path.server", Time: r.ElapsedS,
+			Failure: &Failure{Message: fmt.Sprintf("the server closes idle connections after %s, expected at least %s", secs(*r.ServerIdleCloseS), secs(*r.ExpectAtLeastS)), Type: "expect-at-least"}})
 	}
 	if k := r.Keepalive; k != nil {
 		c := Case{Name: fmt.Sprintf("keepalive every %s", secs(k.IntervalS)), Classname: "path.keepalive", Time: r.ElapsedS}

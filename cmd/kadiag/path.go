@@ -98,6 +98,9 @@ func pathConfig(f *pathFlags, target string) (path.Config, *time.Duration, error
 	if err != nil {
 		return cfg, nil, err
 	}
+	if expect != nil && cfg.Max != 0 && cfg.Max < *expect {
+		return cfg, nil, fmt.Errorf("--max %v is below --expect-at-least %v: the measurement could not show it", cfg.Max, *expect)
+	}
 	p := strings.TrimSpace(f.precision)
 	pct := strings.HasSuffix(p, "%")
 	v, perr := strconv.ParseFloat(strings.TrimSuffix(p, "%"), 64)
