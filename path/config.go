@@ -116,7 +116,7 @@ func (c *Config) defaults() error {
 		}
 	}
 	if n := len(Grid(c.Min, c.Max, c.Precision)) * c.PerPoint * len(c.Directions); n > 4000 {
-		return fmt.Errorf("%w: %d connections for --min %v, --max %v at %g%%: narrow the range or lower the precision", ErrBadConfig, n, c.Min, c.Max, c.Precision*100)
+		return fmt.Errorf("%w: --min %v, --max %v and --precision %g%% need %d connections, at most 4000: narrow the range or lower the precision", ErrBadConfig, c.Min, c.Max, c.Precision*100, n)
 	}
 	return nil
 }

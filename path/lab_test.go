@@ -290,4 +290,3 @@ func ptrS(v *float64) string {
 	}
 	return fmt.Sprintf("%.3fs", *v)
 }
-

@@ -76,7 +76,7 @@ func startServer(t *testing.T, cfg ServeConfig) (*Server, string) {
 // rawClient speaks the protocol by hand from a chosen local address.
 type rawClient struct {
 	addr, local, token string
-	session             [8]byte
+	session            [8]byte
 }
 
 func newRawClient(addr, local, token string) *rawClient {

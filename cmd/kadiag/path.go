@@ -105,7 +105,7 @@ func pathConfig(f *pathFlags, target string) (path.Config, *time.Duration, error
 	pct := strings.HasSuffix(p, "%")
 	v, perr := strconv.ParseFloat(strings.TrimSuffix(p, "%"), 64)
 	if perr != nil || v <= 0 {
-		return cfg, nil, fmt.Errorf("--precision %q: a percentage such as 2%% (or a fraction, 0.02)", f.precision)
+		return cfg, nil, fmt.Errorf("--precision %q: not a number: use a percentage such as %s or a fraction such as 0.02", f.precision, "2%")
 	}
 	if pct || v >= 1 {
 		v /= 100
