@@ -271,6 +271,10 @@ func hasSummary(res *Result, prefix string) bool {
 // logResult reports the figures, wall time among them: it belongs to the
 // benchmark, not to an assertion.
 func logResult(t *testing.T, idle time.Duration, res *Result) {
+	if d := os.Getenv("KADIAG_PATH_DUMP"); d != "" {
+		b, _ := jsonIndent(res)
+		os.WriteFile(filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")+".json"), b, 0o644)
+	}
 	var parts []string
 	for _, d := range []struct {
 		n  string

@@ -402,7 +402,13 @@ func (r *run) finish(t *test, outcome, by string, measured time.Duration) {
 			t.timer.Stop()
 		}
 		r.mu.Unlock()
-		abort(t.conn)
+		// A flow that carried the test closes with FIN; one that is gone
+		// is aborted, so nothing retransmits into it.
+		if outcome == Delivered {
+			t.conn.Close()
+		} else {
+			abort(t.conn)
+		}
 		r.mu.Lock()
 		t.finished, t.outcome, t.by, t.measured = true, outcome, by, measured
 		r.mu.Unlock()

@@ -151,6 +151,7 @@ func newDocEnv(t *testing.T) *docEnv {
 	fixed.Env = append(os.Environ(), "LD_PRELOAD="+lib)
 	e.pids["FIXED_PID"], _ = startReady(t, fixed)
 	bin := buildKadiag(t)
+	startDocCounterpart(t, bin)
 	e.env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "SERVER="+l.link.A4, "NO_COLOR=")
 	for name, pid := range e.pids {
 		e.env = append(e.env, name+"="+strconv.Itoa(pid))

@@ -145,3 +145,26 @@ func TestPathPlainServer(t *testing.T) {
 		t.Errorf("the server's idle close is not reported:\n%s", stdout)
 	}
 }
+
+// startDocCounterpart runs the counterpart docs/path.md measures against:
+// `kadiag path serve` on loopback port 7350 with the token s3cret.
+func startDocCounterpart(t *testing.T, bin string) {
+	t.Helper()
+	cmd := exec.Command(bin, "path", "serve", "--listen", "127.0.0.1:7350", "--token", "s3cret")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || !strings.Contains(sc.Text(), "listening on") {
+		t.Fatalf("kadiag path serve for the docs: %q", sc.Text())
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+}
