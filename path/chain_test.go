@@ -37,7 +37,8 @@ type chain struct {
 	server6        string
 }
 
-func newChain(t *testing.T, base int, hops ...hop) *chain {
+func newChain(t testing.TB, hops ...hop) *chain {
+	const base = 100
 	t.Helper()
 	testenv.Privileged(t)
 	c := &chain{client: testenv.NewNetns(t), server: testenv.NewNetns(t)}
@@ -69,7 +70,7 @@ func newChain(t *testing.T, base int, hops ...hop) *chain {
 	return c
 }
 
-func waitUp(t *testing.T, ns *testenv.Netns, name string) {
+func waitUp(t testing.TB, ns *testenv.Netns, name string) {
 	t.Helper()
 	h := ns.Netlink(t)
 	if !testenv.WaitUntil(5*time.Second, func() bool {
@@ -80,7 +81,7 @@ func waitUp(t *testing.T, ns *testenv.Netns, name string) {
 	}
 }
 
-func defaultRoute(t *testing.T, ns *testenv.Netns, ifname, gw4, gw6 string) {
+func defaultRoute(t testing.TB, ns *testenv.Netns, ifname, gw4, gw6 string) {
 	t.Helper()
 	h := ns.Netlink(t)
 	link, err := h.LinkByName(ifname)
@@ -95,7 +96,7 @@ func defaultRoute(t *testing.T, ns *testenv.Netns, ifname, gw4, gw6 string) {
 }
 
 // nat makes ns a NAT from inside to outside that forgets idle flows.
-func nat(t *testing.T, ns *testenv.Netns, inside, outside string, h hop) {
+func nat(t testing.TB, ns *testenv.Netns, inside, outside string, h hop) {
 	t.Helper()
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle)))
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 )
 
 // listenIn opens a listener inside ns.
-func listenIn(t *testing.T, ns *testenv.Netns, addr string) net.Listener {
+func listenIn(t testing.TB, ns *testenv.Netns, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	err := ns.Do(func() error {
@@ -48,7 +48,7 @@ func dialIn(ns *testenv.Netns) func(ctx context.Context, network, addr string) (
 }
 
 // serve runs a counterpart in the chain's server namespace.
-func (c *chain) serve(t *testing.T, cfg ServeConfig) *Server {
+func (c *chain) serve(t testing.TB, cfg ServeConfig) *Server {
 	t.Helper()
 	ln := listenIn(t, c.server, ":7350")
 	s := NewServer(cfg)
@@ -128,7 +128,7 @@ func TestLabs(t *testing.T) {
 	for _, idle := range []time.Duration{12 * time.Second, 40 * time.Second, 90 * time.Second} {
 		for _, after := range []middlebox.AfterExpiry{middlebox.Reset, middlebox.Drop, middlebox.Heal} {
 			cases[fmt.Sprintf("timeout-%v-%s", idle, after)] = func(t *testing.T) {
-				c := newChain(t, 100, hop{idle, after})
+				c := newChain(t, hop{idle, after})
 				c.serve(t, ServeConfig{Token: "s3cret"})
 				res := c.measure(t, Config{Token: "s3cret", Min: 5 * time.Second, Max: 150 * time.Second}, false)
 				w := wants[after]
@@ -159,7 +159,7 @@ func TestLabs(t *testing.T) {
 	}
 	// The flow is forgotten by whichever hop forgets first.
 	cases["two-hop"] = func(t *testing.T) {
-		c := newChain(t, 100, hop{20 * time.Second, middlebox.Reset}, hop{9 * time.Second, middlebox.Drop})
+		c := newChain(t, hop{20 * time.Second, middlebox.Reset}, hop{9 * time.Second, middlebox.Drop})
 		c.serve(t, ServeConfig{})
 		res := c.measure(t, Config{Min: 3 * time.Second, Max: 40 * time.Second}, false)
 		near(t, "to-client", res.Directions.ToClient.IdleTimeoutS, 9*time.Second)
@@ -170,7 +170,7 @@ func TestLabs(t *testing.T) {
 		logResult(t, 9*time.Second, res)
 	}
 	cases["ipv6"] = func(t *testing.T) {
-		c := newChain(t, 100, hop{8 * time.Second, middlebox.Reset})
+		c := newChain(t, hop{8 * time.Second, middlebox.Reset})
 		c.serve(t, ServeConfig{Token: "v6"})
 		res := c.measure(t, Config{Token: "v6", Min: 3 * time.Second, Max: 30 * time.Second}, true)
 		if !strings.HasPrefix(res.Target, "[fd00:6b61:") {
@@ -189,7 +189,7 @@ func TestLabs(t *testing.T) {
 		kept        bool
 	}{{"keepalive-below", 10 * time.Second, 3 * time.Second, true}, {"keepalive-above", 8 * time.Second, 12 * time.Second, false}} {
 		cases[k.name] = func(t *testing.T) {
-			c := newChain(t, 100, hop{k.idle, middlebox.Drop})
+			c := newChain(t, hop{k.idle, middlebox.Drop})
 			c.serve(t, ServeConfig{})
 			res := c.measure(t, Config{Min: 3 * time.Second, Max: 30 * time.Second, Keepalive: k.every}, false)
 			near(t, "to-client", res.Directions.ToClient.IdleTimeoutS, k.idle)
@@ -201,7 +201,7 @@ func TestLabs(t *testing.T) {
 	}
 	// A real HTTP server, no counterpart: to-server only.
 	cases["plain-http"] = func(t *testing.T) {
-		c := newChain(t, 100, hop{8 * time.Second, middlebox.Reset})
+		c := newChain(t, hop{8 * time.Second, middlebox.Reset})
 		srv := c.server.Command("python3", "-m", "http.server", "--bind", c.server4, "7350")
 		startPlain(t, c, srv)
 		res := c.measure(t, Config{Min: 3 * time.Second, Max: 30 * time.Second}, false)
@@ -220,7 +220,7 @@ func TestLabs(t *testing.T) {
 	// A server that closes idle connections after 6 s, behind a 30 s hop:
 	// its own limit is the finding.
 	cases["plain-idle-close"] = func(t *testing.T) {
-		c := newChain(t, 100, hop{30 * time.Second, middlebox.Drop})
+		c := newChain(t, hop{30 * time.Second, middlebox.Drop})
 		wd, _ := os.Getwd()
 		srv := c.server.Command("python3", filepath.Join(wd, "testdata/idle_server.py"), c.server4, "7350", "6")
 		startPlain(t, c, srv)
