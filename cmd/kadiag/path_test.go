@@ -168,3 +168,15 @@ func startDocCounterpart(t *testing.T, bin string) {
 		}
 	}()
 }
+
+// TestPathUnprivileged: the measurement needs no capability at all
+// (docs/privileges.md): as nobody with none, against a counterpart.
+func TestPathUnprivileged(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "setpriv")
+	addr, _, _ := startPathServe(t)
+	stdout, stderr, code := withCaps(t, buildKadiag(t), nil, "path", addr, "--min", "1s", "--max", "2s", "-o", "json")
+	if code != 0 || !strings.Contains(stdout, `"counterpart": true`) {
+		t.Errorf("as nobody without capabilities: exit %d %s\n%s", code, stderr, stdout)
+	}
+}
