@@ -76,6 +76,12 @@ func (c *chain) measure(t *testing.T, cfg Config, ipv6 bool) *Result {
 	if err != nil {
 		t.Fatalf("measure: %v", err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := jsonIndent(res)
+			t.Logf("the measurement: %s", b)
+		}
+	})
 	return res
 }
 
