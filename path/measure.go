@@ -455,7 +455,7 @@ func (r *run) toServer(t *test) {
 	t.conn.SetReadDeadline(now.Add(r.deadline))
 	var b [maxPayload]byte
 	n, err := t.conn.Read(b[:])
-	if n > 0 {
+	if n > 0 || isTimeout(err) && readable(t.conn) {
 		r.finish(t, Delivered, "", idle)
 		return
 	}
@@ -475,7 +475,7 @@ func (r *run) toClient(t *test, idle time.Duration) {
 	t.conn.SetReadDeadline(time.Now().Add(r.deadline))
 	var b [maxPayload]byte
 	n, err := t.conn.Read(b[:])
-	if n > 0 {
+	if n > 0 || isTimeout(err) && readable(t.conn) {
 		r.finish(t, Delivered, "", idle)
 		return
 	}

@@ -289,7 +289,7 @@ func (h *heldConn) cleanClose() {
 	if tc, ok := h.Conn.(*net.TCPConn); ok {
 		tc.CloseWrite()
 		h.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-		io.CopyN(io.Discard, h.Conn, 1<<16)
+		io.CopyN(io.Discard, h.Conn, 1<<18)
 	}
 	h.once.Do(func() {
 		h.Conn.Close()

@@ -128,3 +128,16 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// readable reports whether bytes wait in c's receive queue. A read whose
+// deadline fired while its goroutine waited for a CPU returns a timeout even
+// when the bytes came in time; this tells the two apart.
+func readable(c net.Conn) bool {
+	n := 0
+	control(c, func(fd int) error {
+		var b [1]byte
+		n, _, _ = unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return nil
+	})
+	return n > 0
+}
