@@ -193,7 +193,7 @@ func (p Path) Document() Document {
 	}
 	d.Sections = append(d.Sections, Section{Heading: "Findings", List: text})
 	d.Sections = append(d.Sections, Section{Heading: "Survival against idle time",
-		Text:      []string{"Each mark is one connection's test at the idle it had (seconds): green survived, red X reset, grey lost silently; the dashed line is the measured timeout."},
+		Text:      []string{"Each mark is one connection's test at the idle it had (seconds): a green triangle survived, a red X was reset, a grey line was lost silently; the dashed line is the measured timeout."},
 		Timelines: tls})
 	return d
 }
@@ -201,6 +201,9 @@ func (p Path) Document() Document {
 // survivalTimeline draws a direction's tests along the idle axis.
 func survivalTimeline(name string, d *path.DirectionResult) Timeline {
 	t := Timeline{Title: name, Tone: Good, Outcome: "no expiry seen"}
+	if d.AfterExpiry == path.AfterHeal {
+		t.Outcome = "survived past the other direction's expiry (heal)"
+	}
 	if d.IdleTimeoutS != nil {
 		t.LimitS, t.Tone = *d.IdleTimeoutS, Warn
 		t.Outcome = fmt.Sprintf("forgotten after %s; after expiry: %s", secs(*d.IdleTimeoutS), pathAfter(d))
@@ -210,7 +213,8 @@ func survivalTimeline(name string, d *path.DirectionResult) Timeline {
 		e := Event{T: x.IdleS}
 		switch x.Outcome {
 		case path.Delivered:
-			e.Kind, e.Label = EventResponse, "survived "+secs(x.IdleS)
+			// An unlabelled mark: dozens of survivals would bury the labels.
+			e.Kind, e.Label = EventProbeAck, "survived "+secs(x.IdleS)
 		case path.Reset:
 			e.Kind, e.Label = EventRST, "reset after "+secs(x.IdleS)
 		case path.Silent:
