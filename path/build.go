@@ -49,13 +49,11 @@ func (r *run) result(complete bool) *Result {
 		}
 		res.Keepalive = k
 	}
-	res.Summary = summarise(res, r.cfg)
+	res.Summary = summarise(res)
 	return res
 }
 
 func (t *test) record() Test {
-	d := t.dir
-	_ = d
 	return Test{IdleS: secs(t.measured), Outcome: t.outcome, By: t.by}
 }
 
@@ -107,7 +105,7 @@ func (ds *dirState) result() *DirectionResult {
 }
 
 // summarise says in words what the path does.
-func summarise(res *Result, cfg Config) []string {
+func summarise(res *Result) []string {
 	var out []string
 	name := map[Direction]string{
 		ToClient: "to-client (the far side sends after the idle, as a late reply does)",
@@ -177,6 +175,5 @@ func summarise(res *Result, cfg Config) []string {
 		}
 		out = append(out, s)
 	}
-	_ = cfg
 	return out
 }

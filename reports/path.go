@@ -14,26 +14,19 @@ type Path struct {
 	*path.Result
 }
 
-// pathDirs are the directions of a result, in table order.
-func pathDirs(r *path.Result) []struct {
+// pathDir is one measured direction with its name.
+type pathDir struct {
 	Name string
 	R    *path.DirectionResult
-} {
-	out := []struct {
-		Name string
-		R    *path.DirectionResult
-	}{}
-	if r.Directions.ToClient != nil {
-		out = append(out, struct {
-			Name string
-			R    *path.DirectionResult
-		}{string(path.ToClient), r.Directions.ToClient})
-	}
-	if r.Directions.ToServer != nil {
-		out = append(out, struct {
-			Name string
-			R    *path.DirectionResult
-		}{string(path.ToServer), r.Directions.ToServer})
+}
+
+// pathDirs are the directions of a result, in table order.
+func pathDirs(r *path.Result) []pathDir {
+	var out []pathDir
+	for _, d := range []pathDir{{string(path.ToClient), r.Directions.ToClient}, {string(path.ToServer), r.Directions.ToServer}} {
+		if d.R != nil {
+			out = append(out, d)
+		}
 	}
 	return out
 }
