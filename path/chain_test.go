@@ -176,3 +176,21 @@ func ctBit(bit uint32) []expr.Any {
 
 func ctInvalid() []expr.Any { return ctBit(expr.CtStateBitINVALID) }
 func ctNew() []expr.Any     { return ctBit(expr.CtStateBitNEW) }
+
+// cut makes hop i drop every forwarded packet from now on: the path itself
+// fails, which is no idle expiry.
+func (c *chain) cut(t testing.TB, i int) {
+	t.Helper()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(c.hops[i].Handle)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseLasting()
+	tb := conn.AddTable(&nftables.Table{Name: "kadiagcut", Family: nftables.TableFamilyINet})
+	drop := nftables.ChainPolicyDrop
+	conn.AddChain(&nftables.Chain{Name: "forward", Table: tb, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(-10), Policy: &drop})
+	if err := conn.Flush(); err != nil {
+		t.Fatalf("nftables cut: %v", err)
+	}
+}

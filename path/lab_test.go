@@ -2,6 +2,7 @@ package path
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -204,6 +205,21 @@ func TestLabs(t *testing.T) {
 			}
 			logResult(t, k.idle, res)
 		}
+	}
+	// The path breaks mid-measurement: the control connection, never idle,
+	// says so; no timeout is reported.
+	cases["path-cut"] = func(t *testing.T) {
+		c := newChain(t, hop{30 * time.Second, middlebox.Drop})
+		c.serve(t, ServeConfig{})
+		time.AfterFunc(6*time.Second, func() { c.cut(t, 0) })
+		res, err := Measure(context.Background(), Config{Target: net.JoinHostPort(c.server4, "7350"), Dial: dialIn(c.client), Min: 3 * time.Second, Max: 60 * time.Second})
+		if !errors.Is(err, ErrPathFailed) || res == nil || res.PathFailed == "" || res.Complete {
+			t.Fatalf("a cut path: %v, %+v", err, res)
+		}
+		if _, ok := res.Shortest(); ok || res.AtLeast() < 5 {
+			t.Errorf("a cut path is no idle timeout: %+v", res.Directions)
+		}
+		t.Logf("cut at 6s: %v after %.1fs, at least %.1fs known", err, res.ElapsedS, res.AtLeast())
 	}
 	// A real HTTP server, no counterpart: to-server only.
 	cases["plain-http"] = func(t *testing.T) {

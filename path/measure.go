@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sort"
 	"sync"
@@ -29,8 +30,9 @@ type test struct {
 	once      sync.Once
 
 	// Set once, before the test is sent on run.done (or when cancelled).
-	finished  bool
-	cancelled bool
+	finished   bool
+	cancelled  bool
+	finishedAt int64 // ns since the run's start
 	outcome   string
 	by        string
 	measured  time.Duration
@@ -52,14 +54,15 @@ const (
 )
 
 // state: survived if any test delivered (an early eviction of another is
-// not the timeout), died when all are over and none delivered.
-func (p *point) state() pointState {
+// not the timeout), died when all are over, none delivered, and the path
+// was seen working after the last of them (pathOK, ns since start).
+func (p *point) state(pathOK int64) pointState {
 	allClosed, anyPending := true, false
 	for _, t := range p.tests {
 		switch {
 		case t.finished && t.outcome == Delivered:
 			return survived
-		case !t.finished && !t.cancelled:
+		case !t.finished && !t.cancelled, t.finished && t.finishedAt > pathOK:
 			anyPending = true
 		}
 		if !t.finished || t.outcome != Closed {
@@ -97,6 +100,13 @@ type run struct {
 	ctl      net.Conn
 	ctlMu    sync.Mutex
 	lastPong atomic.Int64 // ns since start
+	// pathOK is the send time (ns since start) of the latest ping that was
+	// answered: the path worked after it. A lost test counts only once a
+	// ping sent after it came back, so a path that broke is never taken
+	// for an expiry.
+	pathOK  atomic.Int64
+	pingNow chan struct{}
+	wake    chan struct{}
 
 	mu      sync.Mutex
 	byID    map[uint32]*test
@@ -117,7 +127,8 @@ func Measure(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, start: time.Now(), byID: map[uint32]*test{}, failed: make(chan error, 4)}
+	r := &run{cfg: cfg, start: time.Now(), byID: map[uint32]*test{}, failed: make(chan error, 4),
+		pingNow: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	rand.Read(r.session[:])
 	ctl, greeting, err := r.dialGreet(ctx)
 	if err != nil {
@@ -387,6 +398,15 @@ func (r *run) open(ctx context.Context, t *test) error {
 	return nil
 }
 
+// ping asks the pinger for a ping now: a lost test is confirmed by the
+// answer.
+func (r *run) ping() {
+	select {
+	case r.pingNow <- struct{}{}:
+	default:
+	}
+}
+
 func (r *run) fail(err error) {
 	select {
 	case r.failed <- err:
@@ -411,7 +431,11 @@ func (r *run) finish(t *test, outcome, by string, measured time.Duration) {
 		}
 		r.mu.Lock()
 		t.finished, t.outcome, t.by, t.measured = true, outcome, by, measured
+		t.finishedAt = int64(time.Since(r.start))
 		r.mu.Unlock()
+		if outcome != Delivered {
+			r.ping()
+		}
 		r.done <- t
 	})
 }
@@ -514,6 +538,13 @@ func (r *run) readControl() {
 		}
 		if f.typ == framePing {
 			r.lastPong.Store(int64(time.Since(r.start)))
+			if v := int64(f.value); v > r.pathOK.Load() {
+				r.pathOK.Store(v)
+			}
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		r.mu.Lock()
@@ -545,8 +576,9 @@ func (r *run) pinger(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tk.C:
+		case <-r.pingNow:
 		}
-		if err := r.writeFrame(frame{typ: framePing}); err != nil {
+		if err := r.writeFrame(frame{typ: framePing, value: uint64(time.Since(r.start))}); err != nil {
 			r.fail(fmt.Errorf("%w: the control connection broke: %v", ErrPathFailed, err))
 			return
 		}
@@ -566,6 +598,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	for !r.evaluate() {
 		select {
 		case <-r.done:
+		case <-r.wake:
 		case err = <-r.failed:
 		case <-ctx.Done():
 			err = ctx.Err()
@@ -588,6 +621,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 
 // evaluate decides what it can and reports whether the measurement is over.
 func (r *run) evaluate() bool {
+	ok := r.okUntil()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ds := range r.dirs {
@@ -596,7 +630,7 @@ func (r *run) evaluate() bool {
 		}
 		decided := true
 		for i, p := range ds.points {
-			s := p.state()
+			s := p.state(ok)
 			if s == pending {
 				decided = false
 				break
@@ -625,7 +659,7 @@ func (r *run) evaluate() bool {
 			last := min(a.upper+1, len(b.points)-1)
 			heal := true
 			for i := 0; i <= last; i++ {
-				if b.points[i].state() != survived {
+				if b.points[i].state(ok) != survived {
 					heal = false
 				}
 			}
@@ -676,6 +710,16 @@ func (r *run) evaluate() bool {
 	}
 	r.mu.Lock()
 	return all && kaDone
+}
+
+// okUntil is how far lost tests are confirmed: with a counterpart, up to
+// the latest answered ping; without one (no control connection) the
+// probes' own answers are the only evidence.
+func (r *run) okUntil() int64 {
+	if !r.counterpart {
+		return math.MaxInt64
+	}
+	return r.pathOK.Load()
 }
 
 // fireKeepalive tests the keepalive connections once every direction is
