@@ -33,9 +33,9 @@ type test struct {
 	finished   bool
 	cancelled  bool
 	finishedAt int64 // ns since the run's start
-	outcome   string
-	by        string
-	measured  time.Duration
+	outcome    string
+	by         string
+	measured   time.Duration
 }
 
 // point is one grid idle of one direction.
