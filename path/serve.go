@@ -27,6 +27,7 @@ const (
 	controlTimeout   = 30 * time.Second
 	afterTestGrace   = 15 * time.Second
 	ackWait          = 2 * time.Second
+	maxRefusing      = 64
 )
 
 // ServeConfig is the counterpart's configuration.
@@ -64,13 +65,14 @@ type Measurement struct {
 // sends on them when asked, answers, and notes what it saw on the
 // client's control connection.
 type Server struct {
-	cfg     ServeConfig
-	held    atomic.Int64
-	mu      sync.Mutex
-	perSrc  map[netip.Addr]int
-	session map[[8]byte]*session
-	wg      sync.WaitGroup
-	closed  bool
+	cfg      ServeConfig
+	held     atomic.Int64
+	refusing atomic.Int64 // connections over a limit, being told so
+	mu       sync.Mutex
+	perSrc   map[netip.Addr]int
+	session  map[[8]byte]*session
+	wg       sync.WaitGroup
+	closed   bool
 }
 
 // NewServer returns a counterpart with cfg's limits (zero values: defaults).
@@ -174,6 +176,16 @@ func addrOf(a net.Addr) netip.Addr {
 func (s *Server) handle(c net.Conn) {
 	src := addrOf(c.RemoteAddr())
 	admitted := s.admit(src)
+	if !admitted {
+		// Over a limit, a client is told so (status F) in a handshake of
+		// its own; a flood beyond that is closed at once.
+		if s.refusing.Add(1) > maxRefusing {
+			s.refusing.Add(-1)
+			c.Close()
+			return
+		}
+		defer s.refusing.Add(-1)
+	}
 	held := &heldConn{Conn: c, s: s, src: src, admitted: admitted}
 	var nonce [16]byte
 	rand.Read(nonce[:])
