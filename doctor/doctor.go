@@ -8,19 +8,21 @@
 package doctor
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	kproc "github.com/kadiag/kadiag/internal/proc"
 	"github.com/kadiag/kadiag/preload"
 )
 
 // Schema names the JSON contract of Result.
 const Schema = "kadiag.doctor/v1"
 
-// ErrNoProcess is returned (wrapped) for a pid that does not exist.
-var ErrNoProcess = errors.New("no such process")
+// ErrNoProcess is returned (wrapped in a *proc.PIDError) for a pid that does
+// not exist. It is proc.ErrNoProcess, the module's one value, which inspect
+// and preload return too.
+var ErrNoProcess = kproc.ErrNoProcess
 
 // Options tune a diagnosis.
 type Options struct {
@@ -103,13 +105,10 @@ func Diagnose(pid int, o Options) (*Result, error) {
 		o.Container = "app"
 	}
 	if pid <= 0 {
-		return nil, fmt.Errorf("pid %d: %w (pids are positive)", pid, ErrNoProcess)
+		return nil, kproc.Errorf(pid, "%w (pids are positive)", ErrNoProcess)
 	}
 	check, err := preload.Check(pid)
 	if err != nil {
-		if errors.Is(err, preload.ErrNoProcess) {
-			return nil, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
-		}
 		return nil, err
 	}
 	rep, err := inspect.ScanPIDs([]int{pid}, inspect.Options{MaxIdle: o.MaxIdle})
