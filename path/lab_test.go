@@ -14,15 +14,17 @@ import (
 	"testing"
 	"time"
 
+	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/kadiag/kadiag/internal/testenv"
 	"github.com/kadiag/kadiag/middlebox"
+	vns "github.com/vishvananda/netns"
 )
 
 // listenIn opens a listener inside ns.
-func listenIn(t testing.TB, ns *testenv.Netns, addr string) net.Listener {
+func listenIn(t testing.TB, ns vns.NsHandle, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
-	err := ns.Do(func() error {
+	err := knetns.Do(ns, func() error {
 		var err error
 		ln, err = Listen(context.Background(), addr)
 		return err
@@ -35,10 +37,10 @@ func listenIn(t testing.TB, ns *testenv.Netns, addr string) net.Listener {
 }
 
 // dialIn returns a Dial that opens its sockets inside ns.
-func dialIn(ns *testenv.Netns) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func dialIn(ns vns.NsHandle) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
-		err := ns.Do(func() error {
+		err := knetns.Do(ns, func() error {
 			d := net.Dialer{KeepAlive: -1, Timeout: 10 * time.Second}
 			var err error
 			c, err = d.DialContext(ctx, network, addr)
@@ -224,7 +226,7 @@ func TestLabs(t *testing.T) {
 	// A real HTTP server, no counterpart: to-server only.
 	cases["plain-http"] = func(t *testing.T) {
 		c := newChain(t, hop{8 * time.Second, middlebox.Reset})
-		srv := c.server.Command("python3", "-m", "http.server", "--bind", c.server4, "7350")
+		srv := command(c.server, "python3", "-m", "http.server", "--bind", c.server4, "7350")
 		startPlain(t, c, srv)
 		res := c.measure(t, Config{Min: 3 * time.Second, Max: 30 * time.Second}, false)
 		if res.Counterpart || res.Directions.ToClient != nil || res.Directions.ToServer == nil {
@@ -244,7 +246,7 @@ func TestLabs(t *testing.T) {
 	cases["plain-idle-close"] = func(t *testing.T) {
 		c := newChain(t, hop{30 * time.Second, middlebox.Drop})
 		wd, _ := os.Getwd()
-		srv := c.server.Command("python3", filepath.Join(wd, "testdata/idle_server.py"), c.server4, "7350", "6")
+		srv := command(c.server, "python3", filepath.Join(wd, "testdata/idle_server.py"), c.server4, "7350", "6")
 		startPlain(t, c, srv)
 		res := c.measure(t, Config{Min: 2 * time.Second, Max: 60 * time.Second}, false)
 		ts := res.Directions.ToServer
