@@ -146,11 +146,13 @@ func TestPathPlainServer(t *testing.T) {
 	}
 }
 
-// startDocCounterpart runs the counterpart docs/path.md measures against:
-// `kadiag path serve` on loopback port 7350 with the token s3cret.
-func startDocCounterpart(t *testing.T, bin string) {
+// startDocCounterpart runs the counterpart docs/path.md measures against
+// ($COUNTERPART): `kadiag path serve` on a free loopback port (the docs
+// show 127.0.0.1:7350; test runs side by side must not share a port) with
+// the token s3cret.
+func startDocCounterpart(t *testing.T, bin string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "path", "serve", "--listen", "127.0.0.1:7350", "--token", "s3cret")
+	cmd := exec.Command(bin, "path", "serve", "--listen", "127.0.0.1:0", "--token", "s3cret")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -160,13 +162,15 @@ func startDocCounterpart(t *testing.T, bin string) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	sc := bufio.NewScanner(out)
-	if !sc.Scan() || !strings.Contains(sc.Text(), "listening on") {
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "kadiag path serve: listening on ") {
 		t.Fatalf("kadiag path serve for the docs: %q", sc.Text())
 	}
+	addr := strings.TrimPrefix(sc.Text(), "kadiag path serve: listening on ")
 	go func() {
 		for sc.Scan() {
 		}
 	}()
+	return addr
 }
 
 // TestPathUnprivileged: the measurement needs no capability at all
