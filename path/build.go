@@ -54,7 +54,7 @@ func (r *run) result(complete bool) *Result {
 }
 
 func (t *test) record() Test {
-	return Test{IdleS: secs(t.measured), Outcome: t.outcome, By: t.by}
+	return Test{IdleS: secs(t.measured), Outcome: t.outcome, By: t.by, Late: t.late}
 }
 
 // result is the bracket of one direction from its finished tests: the

@@ -33,9 +33,16 @@ type test struct {
 	finished   bool
 	cancelled  bool
 	finishedAt int64 // ns since the run's start
-	outcome    string
-	by         string
-	measured   time.Duration
+	// A loss is tentative until a ping sent after it is answered; then its
+	// connection is checked once more (confirmed) and closed. Bytes that
+	// arrived meanwhile make it a late delivery: the hosts were slow, the
+	// flow was alive.
+	confirmed bool
+	late      bool
+	acked0    uint64 // to-server: bytes acknowledged before the test's write
+	outcome   string
+	by        string
+	measured  time.Duration
 }
 
 // point is one grid idle of one direction.
@@ -62,7 +69,7 @@ func (p *point) state(pathOK int64) pointState {
 		switch {
 		case t.finished && t.outcome == Delivered:
 			return survived
-		case !t.finished && !t.cancelled, t.finished && t.finishedAt > pathOK:
+		case !t.finished && !t.cancelled, t.finished && (t.finishedAt > pathOK || !t.confirmed):
 			anyPending = true
 		}
 		if !t.finished || t.outcome != Closed {
@@ -422,12 +429,10 @@ func (r *run) finish(t *test, outcome, by string, measured time.Duration) {
 			t.timer.Stop()
 		}
 		r.mu.Unlock()
-		// A flow that carried the test closes with FIN; one that is gone
-		// is aborted, so nothing retransmits into it.
+		// A flow that carried the test closes with FIN; a loss stays open
+		// until it is confirmed (confirm).
 		if outcome == Delivered {
 			t.conn.Close()
-		} else {
-			abort(t.conn)
 		}
 		r.mu.Lock()
 		t.finished, t.outcome, t.by, t.measured = true, outcome, by, measured
@@ -475,10 +480,10 @@ func (r *run) cancelAll() {
 // taken for a silent drop.
 func (r *run) toServer(t *test) {
 	const n = 8
-	var acked0 uint64
 	if ti, err := tcpInfo(t.conn); err == nil {
-		acked0 = ti.Bytes_acked
+		t.acked0 = ti.Bytes_acked
 	}
+	acked0 := t.acked0
 	now := time.Now()
 	idle := now.Sub(t.lastPkt)
 	if _, err := t.conn.Write(payload(n)); err != nil {
@@ -609,6 +614,7 @@ func (r *run) pinger(ctx context.Context) {
 func (r *run) loop(ctx context.Context) (*Result, error) {
 	tk := time.NewTicker(250 * time.Millisecond)
 	defer tk.Stop()
+	defer r.closeAll()
 	defer r.cancelAll()
 	var err error
 	for !r.evaluate() {
@@ -640,6 +646,7 @@ func (r *run) evaluate() bool {
 	ok := r.okUntil()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.confirm(ok)
 	for _, ds := range r.dirs {
 		if ds.decided {
 			continue
@@ -726,6 +733,49 @@ func (r *run) evaluate() bool {
 	}
 	r.mu.Lock()
 	return all && kaDone
+}
+
+// confirm settles the tentative losses that a ping sent after them has
+// confirmed: bytes that reached either end by now make a late delivery;
+// otherwise the loss stands and its connection is aborted, so nothing
+// retransmits into the dead flow. Called with r.mu held.
+func (r *run) confirm(ok int64) {
+	for _, t := range r.byID {
+		if !t.finished || t.confirmed || t.outcome == Delivered || t.finishedAt > ok {
+			continue
+		}
+		t.confirmed = true
+		if t.outcome == Silent && r.counterpart && r.arrived(t) {
+			t.outcome, t.late = Delivered, true
+			t.conn.Close()
+			continue
+		}
+		abort(t.conn)
+	}
+}
+
+// arrived reports whether a test's bytes got through after all.
+func (r *run) arrived(t *test) bool {
+	if readable(t.conn) {
+		return true
+	}
+	if t.dir == ToServer {
+		ti, err := tcpInfo(t.conn)
+		return err == nil && ti.Bytes_acked >= t.acked0+8
+	}
+	return false
+}
+
+// closeAll aborts what is still open when the measurement ends.
+func (r *run) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.byID {
+		if t.finished && !t.confirmed && t.outcome != Delivered {
+			t.confirmed = true
+			abort(t.conn)
+		}
+	}
 }
 
 // okUntil is how far lost tests are confirmed: with a counterpart, up to

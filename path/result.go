@@ -109,6 +109,10 @@ type Test struct {
 	IdleS   float64 `json:"idle_s"`
 	Outcome string  `json:"outcome"`
 	By      string  `json:"by,omitempty"`
+	// Late marks a delivery seen only after the deadline, when the ping
+	// that would have confirmed the loss came back: slow hosts, not a
+	// forgotten flow.
+	Late bool `json:"late,omitempty"`
 }
 
 // KeepaliveResult is the --keepalive check: connections with kernel
