@@ -27,6 +27,10 @@ const (
 	greetWait    = 2 * time.Second
 	openers      = 16
 	plainOpeners = 2
+	// plainGrace: without a control connection, a probe unanswered by
+	// the deadline is checked once more this much later before the loss
+	// counts (a busy host answers late; a forgotten flow never).
+	plainGrace = time.Second
 )
 
 // Config is a measurement's configuration.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"sort"
 	"sync"
@@ -39,7 +38,8 @@ type test struct {
 	// flow was alive.
 	confirmed bool
 	late      bool
-	acked0    uint64 // to-server: bytes acknowledged before the test's write
+	acked0    uint64    // to-server: bytes acknowledged before the test's write
+	probeAt   time.Time // plain: when the keepalive probe went out
 	outcome   string
 	by        string
 	measured  time.Duration
@@ -745,7 +745,7 @@ func (r *run) confirm(ok int64) {
 			continue
 		}
 		t.confirmed = true
-		if t.outcome == Silent && r.counterpart && r.arrived(t) {
+		if t.outcome == Silent && r.arrived(t) {
 			t.outcome, t.late = Delivered, true
 			t.conn.Close()
 			continue
@@ -754,8 +754,13 @@ func (r *run) confirm(ok int64) {
 	}
 }
 
-// arrived reports whether a test's bytes got through after all.
+// arrived reports whether a test's bytes (or probe) got through after all.
 func (r *run) arrived(t *test) bool {
+	if !r.counterpart {
+		ti, err := tcpInfo(t.conn)
+		return err == nil && !t.probeAt.IsZero() && ti.Probes == 0 &&
+			time.Duration(ti.Last_ack_recv)*time.Millisecond <= time.Since(t.probeAt)+10*time.Millisecond
+	}
 	if readable(t.conn) {
 		return true
 	}
@@ -779,11 +784,11 @@ func (r *run) closeAll() {
 }
 
 // okUntil is how far lost tests are confirmed: with a counterpart, up to
-// the latest answered ping; without one (no control connection) the
-// probes' own answers are the only evidence.
+// the latest answered ping; without one (no control connection) a loss
+// stands once plainGrace has passed without the probe's answer.
 func (r *run) okUntil() int64 {
 	if !r.counterpart {
-		return math.MaxInt64
+		return int64(time.Since(r.start) - max(plainGrace, 4*r.deadline))
 	}
 	return r.pathOK.Load()
 }

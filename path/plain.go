@@ -74,6 +74,7 @@ func (r *run) plainProbe(t *test) {
 		return
 	}
 	sent := time.Now()
+	t.probeAt = sent
 	for {
 		time.Sleep(2 * time.Millisecond)
 		ti, err := tcpInfo(t.conn)
