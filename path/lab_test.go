@@ -255,8 +255,10 @@ func TestLabs(t *testing.T) {
 			t.Fatalf("want to-server only, unbracketed: %+v", res)
 		}
 		near(t, "server idle close", res.ServerIdleCloseS, 6*time.Second)
-		if *ts.BracketS[0] > 6 || *ts.BracketS[0] < 5 {
-			t.Errorf("to-server survived up to %v, want just below the server's 6 s", *ts.BracketS[0])
+		// Survivals reach up to the server's close (Python's timer, on a
+		// busy host, may fire a little late), not beyond.
+		if c := res.ServerIdleCloseS; c != nil && (*ts.BracketS[0] > *c || *ts.BracketS[0] < *c-1) {
+			t.Errorf("to-server survived up to %v, want just below the server's close at %v", *ts.BracketS[0], *c)
 		}
 		logResult(t, 30*time.Second, res)
 	}
