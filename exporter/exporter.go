@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -206,13 +205,11 @@ func Scan(o inspect.Options) (*Snapshot, error) {
 			s.Notes = append(s.Notes, err.Error())
 			continue
 		}
-		sockets := 0
 		for i := range r.Processes {
 			p := &r.Processes[i]
 			if len(p.Sockets) == 0 {
 				continue
 			}
-			sockets += len(p.Sockets)
 			s.Processes = append(s.Processes, summarise(p))
 		}
 		for _, n := range r.Notes {
@@ -220,11 +217,6 @@ func Scan(o inspect.Options) (*Snapshot, error) {
 			if !strings.Contains(n, "exited during the scan") {
 				s.Notes = append(s.Notes, n)
 			}
-		}
-		if sockets >= bigNamespace {
-			// Return this namespace's dump before the next one is read, so
-			// the heap never holds two large namespaces.
-			runtime.GC()
 		}
 	}
 	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].PID < s.Processes[j].PID })
@@ -278,10 +270,6 @@ func unique(notes []string) []string {
 	}
 	return out
 }
-
-// bigNamespace is the socket count from which a namespace's memory is
-// handed back before the next namespace is read.
-const bigNamespace = 10000
 
 func summarise(p *inspect.Process) ProcessStats {
 	ps := ProcessStats{PID: p.PID, Comm: p.Comm, Sockets: map[inspect.Source]int{}}

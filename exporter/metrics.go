@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/label"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -74,16 +75,33 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	for i := range s.Processes {
 		p := &s.Processes[i]
 		l := []string{strconv.Itoa(p.PID), p.Comm, p.Container.ID, p.Container.PodUID}
-		ch <- prometheus.MustNewConstMetric(descEstablished, prometheus.GaugeValue, float64(p.Established), l...)
-		ch <- prometheus.MustNewConstMetric(descAtRisk, prometheus.GaugeValue, float64(p.AtRiskKeepaliveOff), append(l, ReasonKeepaliveOff)...)
-		ch <- prometheus.MustNewConstMetric(descAtRisk, prometheus.GaugeValue, float64(p.AtRiskIdleTooLong), append(l, ReasonIdleTooLong)...)
+		emit(ch, descEstablished, float64(p.Established), l...)
+		emit(ch, descAtRisk, float64(p.AtRiskKeepaliveOff), append(l, ReasonKeepaliveOff)...)
+		emit(ch, descAtRisk, float64(p.AtRiskIdleTooLong), append(l, ReasonIdleTooLong)...)
 		for _, src := range sources {
-			ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(p.Sockets[src]), append(l, string(src))...)
+			emit(ch, descSockets, float64(p.Sockets[src]), append(l, string(src))...)
 		}
 		preload := 0.0
 		if p.PreloadMapped {
 			preload = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descPreload, prometheus.GaugeValue, preload, l...)
+		emit(ch, descPreload, preload, l...)
 	}
+}
+
+// emit sends one gauge. Label values are text from the node (a comm any
+// user can set to arbitrary bytes), so they go through label.Clean, the
+// rule every report format uses. Should a metric still be refused, the
+// refusal is sent in its place: the scrape reports it
+// (promhttp_metric_handler_errors_total, the handler's log) and every other
+// series is still served, instead of a panic that drops the rest.
+func emit(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	for i, l := range labels {
+		labels[i] = label.Clean(l)
+	}
+	m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	ch <- m
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/label"
 )
 
 // Sockets renders a socket scan. Its JSON is the kadiag.sockets/v1 contract
@@ -25,9 +26,9 @@ func (s Sockets) WriteTable(w io.Writer) error {
 	t := NewTable(w)
 	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\tVERDICT\tREASON")
 	for _, p := range s.Processes {
-		pid, comm := strconv.Itoa(p.PID), p.Comm
+		pid, comm := strconv.Itoa(p.PID), label.Clean(p.Comm)
 		if p.PID == 0 {
-			pid, comm = "-", p.NetnsPath
+			pid, comm = "-", label.Clean(p.NetnsPath)
 		}
 		for _, sk := range p.Sockets {
 			fd := strconv.Itoa(sk.FD)
@@ -98,9 +99,9 @@ func (s Sockets) WriteTable(w io.Writer) error {
 func (s Sockets) JUnit() Suites {
 	out := Suites{Name: "kadiag sockets"}
 	for _, p := range s.Processes {
-		name := fmt.Sprintf("pid %d %s", p.PID, p.Comm)
+		name := fmt.Sprintf("pid %d %s", p.PID, label.Clean(p.Comm))
 		if p.PID == 0 {
-			name = "netns " + p.NetnsPath
+			name = "netns " + label.Clean(p.NetnsPath)
 		}
 		suite := Suite{Name: name, Props: []Property{
 			{Name: "netns", Value: p.Netns},
@@ -112,7 +113,7 @@ func (s Sockets) JUnit() Suites {
 			}
 			c := Case{
 				Name:      fmt.Sprintf("fd %d %s -> %s", sk.FD, sk.Local, sk.Remote),
-				Classname: "kadiag.sockets." + p.Comm,
+				Classname: "kadiag.sockets." + label.Clean(p.Comm),
 			}
 			if sk.FD < 0 {
 				c.Name = fmt.Sprintf("inode %d %s -> %s", sk.Inode, sk.Local, sk.Remote)
@@ -164,6 +165,7 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 		}
 		socks := p.Sockets
 		p.Sockets = nil
+		p.Comm, p.NetnsPath = label.Clean(p.Comm), label.Clean(p.NetnsPath)
 		pb, err := json.Marshal(p)
 		if err != nil {
 			return err

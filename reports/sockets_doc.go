@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/label"
 )
 
 // maxSocketTimelines bounds the per-socket timelines of an HTML or Markdown
@@ -25,9 +26,9 @@ func (s Sockets) Document() Document {
 	}
 	var timelines []Timeline
 	for _, p := range s.Processes {
-		sec := Section{Heading: fmt.Sprintf("pid %d %s", p.PID, p.Comm)}
+		sec := Section{Heading: fmt.Sprintf("pid %d %s", p.PID, label.Clean(p.Comm))}
 		if p.PID == 0 {
-			sec.Heading = "network namespace " + p.NetnsPath
+			sec.Heading = "network namespace " + label.Clean(p.NetnsPath)
 		}
 		sy := p.Sysctl
 		if sy.KeepaliveTime > 0 {
