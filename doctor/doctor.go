@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/pod"
 	"github.com/kadiag/kadiag/preload"
 )
 
@@ -30,8 +31,12 @@ type Options struct {
 	// a host; zero means /usr/local/lib/kadiag.
 	LibDir string
 	// Container names the application container in the Kubernetes patch;
-	// zero means "app".
+	// zero means the process's own container as the log layout names it,
+	// else "app".
 	Container string
+	// LogRoot is the node's log directory holding the kubelet's pods/ and
+	// containers/ (pod.LogRoot's default: /var/log).
+	LogRoot string
 }
 
 // Result is the diagnosis of one process. Its JSON is kadiag.doctor/v1.
@@ -99,9 +104,6 @@ func Diagnose(pid int, o Options) (*Result, error) {
 	if o.LibDir == "" {
 		o.LibDir = "/usr/local/lib/kadiag"
 	}
-	if o.Container == "" {
-		o.Container = "app"
-	}
 	if pid <= 0 {
 		return nil, fmt.Errorf("pid %d: %w (pids are positive)", pid, ErrNoProcess)
 	}
@@ -123,7 +125,16 @@ func Diagnose(pid int, o Options) (*Result, error) {
 		r.Sockets = append(r.Sockets, p.Sockets...)
 	}
 	r.Runtime = detectRuntime(pid, check.Binary)
-	r.Container = detectContainer(pid)
+	// A log root that cannot be read leaves the pod unnamed, not the
+	// diagnosis undone: the cgroup still gives the pod UID.
+	logs, _ := pod.ReadLogs(pod.LogRoot(o.LogRoot))
+	r.Container = detectContainer(pid, logs)
+	if o.Container == "" {
+		o.Container = r.Container.Name
+	}
+	if o.Container == "" {
+		o.Container = "app"
+	}
 	r.Preload = Preload{Requested: check.Library.Preload != "" && containsLibrary(check.Library.Preload),
 		Mapped: check.Library.Mapped, Path: check.Library.Path, Effective: check.Effective,
 		Possible: r.Runtime.Preloadable()}

@@ -67,7 +67,7 @@ func TestHostileComm(t *testing.T) {
 	pids = append(pids, listenerWithComm(t, "kadiag-honest"))
 	want = append(want, "kadiag-honest")
 
-	e := New(Options{Interval: time.Hour})
+	e := New(Options{Interval: time.Hour, PerProcess: true})
 	if _, err := e.ScanOnce(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ package inspect
 import (
 	"errors"
 	"time"
+
+	"github.com/kadiag/kadiag/internal/pod"
 )
 
 // Schema names the JSON layout of a Report.
@@ -107,12 +109,15 @@ type Summary struct {
 // Process is one process and its TCP sockets. A --netns scan has one
 // Process with PID 0 and the namespace path in NetnsPath.
 type Process struct {
-	PID       int      `json:"pid"`                  // 0 for a --netns scan
-	Comm      string   `json:"comm"`                 // /proc/PID/comm
-	Netns     string   `json:"netns"`                // "net:[inode]", as /proc/PID/ns/net reads
-	NetnsPath string   `json:"netns_path,omitempty"` // the file a --netns scan opened
-	Sysctl    Sysctl   `json:"sysctl"`               // the namespace's keepalive defaults
-	Sockets   []Socket `json:"sockets"`              // TCP sockets, by descriptor (or inode)
+	PID       int    `json:"pid"`                  // 0 for a --netns scan
+	Comm      string `json:"comm"`                 // /proc/PID/comm
+	Netns     string `json:"netns"`                // "net:[inode]", as /proc/PID/ns/net reads
+	NetnsPath string `json:"netns_path,omitempty"` // the file a --netns scan opened
+	Sysctl    Sysctl `json:"sysctl"`               // the namespace's keepalive defaults
+	// Pod is the Kubernetes pod and container the process runs in (see
+	// AddPods); absent outside any pod.
+	Pod     *pod.Identity `json:"pod,omitempty"`
+	Sockets []Socket      `json:"sockets"` // TCP sockets, by descriptor (or inode); last in the JSON
 }
 
 // Sysctl holds the keepalive sysctls of a network namespace: the values a

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/label"
+	"github.com/kadiag/kadiag/internal/pod"
 )
 
 // Sockets renders a socket scan. Its JSON is the kadiag.sockets/v1 contract
@@ -24,6 +25,15 @@ type Sockets struct {
 // namespace with its keepalive sysctls and a summary line.
 func (s Sockets) WriteTable(w io.Writer) error {
 	t := NewTable(w)
+	// The POD column appears only when a process runs in a pod, so a
+	// host's table keeps its layout.
+	pods := false
+	for _, p := range s.Processes {
+		pods = pods || p.Pod != nil
+	}
+	if pods {
+		fmt.Fprint(t, "POD\t")
+	}
 	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\tVERDICT\tREASON")
 	for _, p := range s.Processes {
 		pid, comm := strconv.Itoa(p.PID), label.Clean(p.Comm)
@@ -61,6 +71,9 @@ func (s Sockets) WriteTable(w io.Writer) error {
 			reason := sk.Reason
 			if reason == "" {
 				reason = "-"
+			}
+			if pods {
+				fmt.Fprintf(t, "%s\t", podName(p.Pod))
 			}
 			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 				pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut, timer, sk.Verdict, reason)
@@ -100,6 +113,9 @@ func (s Sockets) JUnit() Suites {
 	out := Suites{Name: "kadiag sockets"}
 	for _, p := range s.Processes {
 		name := fmt.Sprintf("pid %d %s", p.PID, label.Clean(p.Comm))
+		if p.Pod != nil {
+			name += " (" + podName(p.Pod) + ")"
+		}
 		if p.PID == 0 {
 			name = "netns " + label.Clean(p.NetnsPath)
 		}
@@ -194,4 +210,12 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 	bw.Write(after)
 	bw.WriteByte('\n')
 	return bw.Flush()
+}
+
+// podName is namespace/pod/container as people write it, "-" outside a pod.
+func podName(id *pod.Identity) string {
+	if id == nil || id.String() == "" {
+		return "-"
+	}
+	return label.Clean(id.String())
 }

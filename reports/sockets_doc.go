@@ -27,6 +27,9 @@ func (s Sockets) Document() Document {
 	var timelines []Timeline
 	for _, p := range s.Processes {
 		sec := Section{Heading: fmt.Sprintf("pid %d %s", p.PID, label.Clean(p.Comm))}
+		if p.Pod != nil {
+			sec.Heading += " in pod " + podName(p.Pod)
+		}
 		if p.PID == 0 {
 			sec.Heading = "network namespace " + label.Clean(p.NetnsPath)
 		}

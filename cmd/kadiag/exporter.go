@@ -19,9 +19,11 @@ func init() { subcommands = append(subcommands, newExporterCmd) }
 
 func newExporterCmd() *cobra.Command {
 	var (
-		listen   string
-		interval time.Duration
-		maxIdle  string
+		listen     string
+		interval   time.Duration
+		maxIdle    string
+		perProcess bool
+		logRoot    string
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter --listen ADDR",
@@ -29,9 +31,14 @@ func newExporterCmd() *cobra.Command {
 		Long: `exporter scans every process on the node every --interval (the scan of
 'kadiag sockets --all': one inet_diag dump per network namespace, exact
 options through pidfd_getfd) and serves the last completed scan at /metrics,
-per process: established connections, connections at risk of a silent idle
-drop by reason, sockets by keepalive source, whether the preload library is
-mapped; plus scan duration and scan errors. Scrapes never trigger or wait
+per container (labels namespace, pod, container, pod_uid, container_id; a
+process outside any pod by comm; per process with --per-process):
+established connections, connections at risk of a silent idle drop by
+reason, keepalive-off connections already idle past --max-idle, sockets by
+keepalive source, whether the preload library is mapped; per network
+namespace the keepalive probes sent; plus scan duration and scan errors.
+Pod and container names come from the kubelet's log layout under
+--log-root (pods/ and containers/), ids from each process's cgroup. Scrapes never trigger or wait
 for a scan. /healthz (liveness) answers 200 while scans keep finishing;
 /readyz (readiness) answers 200 once the first scan has completed.
 
@@ -56,7 +63,7 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 				return fmt.Errorf("--listen %s: %w (pick a free port)", listen, err)
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			e := exporter.New(exporter.Options{Interval: interval, MaxIdle: idle, Logger: log})
+			e := exporter.New(exporter.Options{Interval: interval, MaxIdle: idle, Logger: log, PerProcess: perProcess, LogRoot: logRoot})
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log.Info("kadiag exporter listening", "addr", ln.Addr().String(), "interval", interval, "max_idle", idle)
@@ -71,6 +78,8 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 	f.StringVar(&listen, "listen", "", "address to serve /metrics, /healthz and /readyz on, e.g. :9977 or 127.0.0.1:9977 (port 0 picks a free one, logged at start)")
 	f.DurationVar(&interval, "interval", exporter.DefaultInterval, "time between node-wide scans (scrapes never trigger a scan)")
 	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
+	f.BoolVar(&perProcess, "per-process", false, "one series set per process (pid and comm labels) instead of per container: cardinality grows with processes")
+	addLogRootFlag(f, &logRoot)
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, p := range middlebox.Presets() {

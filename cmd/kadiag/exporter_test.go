@@ -334,7 +334,7 @@ func TestExporterPrometheus(t *testing.T) {
 	srv := startLines(t, server.Command(py, "testdata/hold_server.py", "8080"))
 	// hold_server prints "ready" once listening; startLines consumed it.
 
-	exp := startExporter(t, "--interval", "1s")
+	exp := startExporter(t, "--interval", "1s", "--per-process")
 	prom := startPrometheus(t, exp.addr)
 
 	const (

@@ -19,9 +19,10 @@ func newSocketsCmd() *cobra.Command {
 		nsPath  string
 		maxIdle string
 		strict  bool
+		pf      podFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "sockets (--pid N ... | --all | --netns PATH)",
+		Use:   "sockets (--pid N ... | --pod NAMESPACE/NAME | --all | --netns PATH)",
 		Short: "Is keepalive armed on a process's TCP sockets, and will they survive the middlebox?",
 		Long: `sockets reads every TCP socket of the given processes from the kernel
 (inet_diag inside the process's network namespace) and, as root, the exact
@@ -39,6 +40,7 @@ Listening sockets show what accepted sockets inherit and are not counted.
 Exit codes: 0 nothing at risk, 1 a socket is at risk, 2 an error.`,
 		Example: `  kadiag sockets --pid 4711
   kadiag sockets --pid $(pgrep -d, java) --max-idle azure-lb
+  sudo kadiag sockets --pod payments/api-7f9c --container api
   sudo kadiag sockets --all -o json
   sudo kadiag sockets --netns /run/netns/blue
   kadiag sockets --pid 4711 -o junit > sockets.xml`,
@@ -49,13 +51,21 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk, 2 an error.`,
 				return usageError{err: fmt.Errorf("--max-idle: %w", err), cmd: cmd}
 			}
 			targets := 0
-			for _, set := range []bool{len(pids) > 0, all, nsPath != ""} {
+			for _, set := range []bool{len(pids) > 0, all, nsPath != "", pf.pod != ""} {
 				if set {
 					targets++
 				}
 			}
 			if targets != 1 {
-				return usageError{err: errors.New("give exactly one of --pid, --all or --netns"), cmd: cmd}
+				return usageError{err: errors.New("give exactly one of --pid, --pod, --all or --netns"), cmd: cmd}
+			}
+			if pf.container != "" && pf.pod == "" {
+				return usageError{err: errors.New("--container selects a container of --pod: give --pod NAMESPACE/NAME too"), cmd: cmd}
+			}
+			if pf.pod != "" {
+				if pids, err = pf.pids(); err != nil {
+					return err
+				}
 			}
 			o := inspect.Options{MaxIdle: idle, Strict: strict}
 			var r *inspect.Report
@@ -70,6 +80,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk, 2 an error.`,
 			if err != nil {
 				return err
 			}
+			r.AddPods(pf.logs())
 			for _, n := range r.Notes {
 				fmt.Fprintf(cmd.ErrOrStderr(), "kadiag: note: %s\n", n)
 			}
@@ -88,6 +99,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk, 2 an error.`,
 	f.StringVar(&nsPath, "netns", "", "every TCP socket of a network namespace file (e.g. /proc/PID/ns/net, /run/netns/NAME), without process mapping")
 	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
 	f.BoolVar(&strict, "strict", false, "count sockets whose keepalive state is unknown as failures")
+	pf.add(f, true)
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, p := range middlebox.Presets() {

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/testenv"
+)
+
+// kubeletLogs lays out a log root as the kubelet lays out a node's
+// /var/log for one pod (container name → container id).
+func kubeletLogs(t *testing.T, ns, name, uid string, ctrs map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "containers"), 0o755)
+	for ctr, id := range ctrs {
+		dir := filepath.Join(root, "pods", ns+"_"+name+"_"+uid, ctr)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "0.log"), nil, 0o644)
+		if err := os.Symlink(filepath.Join(dir, "0.log"), filepath.Join(root, "containers", fmt.Sprintf("%s_%s_%s-%s.log", name, ns, ctr, id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// `sockets --pod` selects exactly the pod's processes (real processes in
+// real cgroups named as kubelet names them, the pod named by a real log
+// tree), `--container` one container's; table and JSON name
+// namespace/pod/container; doctor and capture take the same selection;
+// a pod that is not on this node is a one-line error.
+func TestPodSelection(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "nsenter", "python3")
+	const (
+		uid = "2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901"
+		app = "e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5"
+		sc  = "f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6"
+	)
+	server, client := testenv.NewNetns(t), testenv.NewNetns(t)
+	link := testenv.Connect(t, server, client, 84)
+	startLines(t, server.Command("python3", "testdata/hold_server.py", "8080"))
+	a := startLines(t, client.Command("python3", "testdata/conn_client.py", link.A4, "8080"))
+	b := startLines(t, client.Command("python3", "testdata/conn_client.py", link.A4, "8080"))
+	other := startLines(t, client.Command("python3", "testdata/conn_client.py", link.A4, "8080"))
+	a.do(t, "open off 2")
+	b.do(t, "open short 1")
+	other.do(t, "open off 1")
+	for pid, id := range map[int]string{a.pid: app, b.pid: sc} {
+		if !testenv.MoveToFakePod(t, pid, uid, id) {
+			testenv.SkipOrFail(t, "no writable cgroup hierarchy")
+		}
+	}
+	root := kubeletLogs(t, "shop", "web-0", uid, map[string]string{"app": app, "sidecar": sc})
+
+	scan := func(args ...string) *inspect.Report {
+		t.Helper()
+		stdout, stderr, code := runKadiag(t, append([]string{"sockets", "--log-root", root, "-o", "json"}, args...)...)
+		if code != 0 && code != 1 {
+			t.Fatalf("sockets %v: exit %d: %s", args, code, stderr)
+		}
+		var r inspect.Report
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	r := scan("--pod", "shop/web-0")
+	var pids []int
+	for _, p := range r.Processes {
+		pids = append(pids, p.PID)
+		want := map[int]string{a.pid: "app", b.pid: "sidecar"}[p.PID]
+		if p.Pod == nil || p.Pod.Namespace != "shop" || p.Pod.Pod != "web-0" || p.Pod.Container != want || p.Pod.PodUID != uid {
+			t.Errorf("pid %d: pod %+v, want shop/web-0/%s", p.PID, p.Pod, want)
+		}
+	}
+	slices.Sort(pids)
+	if !slices.Equal(pids, []int{min(a.pid, b.pid), max(a.pid, b.pid)}) {
+		t.Fatalf("--pod shop/web-0 selected %v, want %d and %d", pids, a.pid, b.pid)
+	}
+	if r.Summary.AtRisk != 2 || r.Summary.OK != 1 {
+		t.Errorf("summary %+v, want 2 at risk (app's keepalive off) and 1 ok (sidecar)", r.Summary)
+	}
+	r = scan("--pod", "shop/web-0", "--container", "sidecar")
+	if len(r.Processes) != 1 || r.Processes[0].PID != b.pid {
+		t.Fatalf("--container sidecar selected %+v", r.Processes)
+	}
+	// --pid of a pod's process is named too; a host process is not.
+	r = scan("--pid", fmt.Sprint(a.pid), "--pid", fmt.Sprint(other.pid))
+	if r.Processes[0].Pod == nil || r.Processes[0].Pod.Container != "app" || r.Processes[1].Pod != nil {
+		t.Errorf("--pid: pods %+v and %+v", r.Processes[0].Pod, r.Processes[1].Pod)
+	}
+	stdout, _, _ := runKadiag(t, "sockets", "--log-root", root, "--pod", "shop/web-0", "--container", "app")
+	if !strings.HasPrefix(stdout, "POD ") || !strings.Contains(stdout, "shop/web-0/app ") {
+		t.Errorf("table without the pod:\n%s", stdout)
+	}
+	stdout, stderr, code := runKadiag(t, "doctor", "--log-root", root, "--pod", "shop/web-0", "--container", "sidecar", "-o", "json")
+	var d struct {
+		PID       int
+		Container struct{ Namespace, Pod, Name string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &d); err != nil || d.PID != b.pid || d.Container.Name != "sidecar" || d.Container.Pod != "web-0" {
+		t.Errorf("doctor --pod: exit %d, %+v %v\n%s", code, d, err, stderr)
+	}
+	stdout, stderr, code = runKadiag(t, "capture", "--log-root", root, "--pod", "shop/web-0", "--container", "app", "--duration", "1s", "-o", "json")
+	if code != 0 && code != 1 || !strings.Contains(stdout, `"flows"`) {
+		t.Errorf("capture --pod: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	for _, tt := range []struct {
+		args     []string
+		contains string
+	}{
+		{[]string{"sockets", "--pod", "shop/web-1"}, "pod not found on this node: shop/web-1 has no logs under " + root + "/pods"},
+		{[]string{"sockets", "--pod", "shop/web-0", "--container", "db"}, `no such container in the pod: shop/web-0 has no container "db" (it has: app, sidecar)`},
+		{[]string{"sockets", "--pod", "web-0"}, "give the pod as NAMESPACE/NAME"},
+		{[]string{"sockets", "--container", "app", "--all"}, "--container selects a container of --pod"},
+		{[]string{"doctor", "--pod", "other/x"}, "pod not found on this node"},
+		{[]string{"doctor", "--pod", "shop/web-0", "--pid", "1"}, "give --pid or --pod, not both"},
+		{[]string{"capture", "--pod", "shop/web-1"}, "pod not found on this node"},
+	} {
+		_, stderr, code := runKadiag(t, append(tt.args, "--log-root", root)...)
+		if code != 2 || !strings.Contains(stderr, tt.contains) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("kadiag %v: exit %d, stderr %q; want exit 2, one line with %q", tt.args, code, stderr, tt.contains)
+		}
+	}
+}
