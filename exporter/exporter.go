@@ -44,6 +44,9 @@ type Options struct {
 	// PerProcess labels series by pid (and comm) instead of summing each
 	// container's processes: one series set per process.
 	PerProcess bool
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
+	// auth), as node_exporter's --web.config.file; empty serves plain HTTP.
+	WebConfigFile string
 	// LogRoot is the node's log directory with the kubelet's pods/ and
 	// containers/ (pod.LogRoot: --log-root, $KADIAG_LOG_ROOT, /var/log),
 	// which names pods and containers.

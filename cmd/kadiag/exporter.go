@@ -24,6 +24,7 @@ func newExporterCmd() *cobra.Command {
 		maxIdle    string
 		perProcess bool
 		logRoot    string
+		webConfig  string
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter --listen ADDR",
@@ -41,11 +42,14 @@ Pod and container names come from the kubelet's log layout under
 --log-root (pods/ and containers/), ids from each process's cgroup. Scrapes never trigger or wait
 for a scan. /healthz (liveness) answers 200 while scans keep finishing;
 /readyz (readiness) answers 200 once the first scan has completed.
+--web.config.file serves TLS and basic auth (exporter-toolkit's format,
+as node_exporter's): the metrics name every pod's processes.
 
 Run it as root (or with CAP_SYS_PTRACE, CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH;
 see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 		Example: `  sudo kadiag exporter --listen :9977
-  sudo kadiag exporter --listen 127.0.0.1:9977 --interval 15s --max-idle azure-lb`,
+  sudo kadiag exporter --listen 127.0.0.1:9977 --interval 15s --max-idle azure-lb
+  sudo kadiag exporter --listen :9977 --web.config.file /etc/kadiag/web.yml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			idle, err := middlebox.ParseIdle(maxIdle)
@@ -58,12 +62,15 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 			if interval < time.Second {
 				return usageError{err: fmt.Errorf("--interval %s is too short: give 1s or more (e.g. 30s)", interval), cmd: cmd}
 			}
+			if err := exporter.CheckWebConfig(webConfig); err != nil {
+				return fmt.Errorf("--web.config.file %s: %w (see docs/exporter.md, \"TLS and basic auth\")", webConfig, err)
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("--listen %s: %w (pick a free port)", listen, err)
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			e := exporter.New(exporter.Options{Interval: interval, MaxIdle: idle, Logger: log, PerProcess: perProcess, LogRoot: logRoot})
+			e := exporter.New(exporter.Options{Interval: interval, MaxIdle: idle, Logger: log, PerProcess: perProcess, LogRoot: logRoot, WebConfigFile: webConfig})
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log.Info("kadiag exporter listening", "addr", ln.Addr().String(), "interval", interval, "max_idle", idle)
@@ -80,6 +87,7 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
 	f.BoolVar(&perProcess, "per-process", false, "one series set per process (pid and comm labels) instead of per container: cardinality grows with processes")
 	addLogRootFlag(f, &logRoot)
+	f.StringVar(&webConfig, "web.config.file", "", "TLS and basic auth for the endpoint: an exporter-toolkit web configuration file, as node_exporter takes (docs/exporter.md)")
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, p := range middlebox.Presets() {

@@ -154,17 +154,24 @@ func (e *runningExporter) logText() string {
 // every second, and returns its base URL once it is ready.
 func startPrometheus(t *testing.T, target string) string {
 	t.Helper()
+	return startPrometheusJob(t, fmt.Sprintf(`    static_configs:
+      - targets: [%q]
+`, target))
+}
+
+// startPrometheusJob is startPrometheus with the kadiag job's settings
+// (targets, scheme, TLS, auth) given as YAML.
+func startPrometheusJob(t *testing.T, job string) string {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
-	conf := fmt.Sprintf(`global:
+	conf := `global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
 scrape_configs:
   - job_name: kadiag
-    static_configs:
-      - targets: [%q]
-`, target)
+` + job
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
