@@ -90,20 +90,22 @@ type Report struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// Failed reports whether a socket is at risk, or undetermined under Strict.
+// Failed reports whether a socket is at risk or dead, or undetermined
+// under Strict.
 func (r *Report) Failed() bool {
-	return r.Summary.AtRisk > 0 || (r.Strict && r.Summary.Unknown > 0)
+	return r.Summary.AtRisk > 0 || r.Summary.Dead > 0 || (r.Strict && r.Summary.Unknown > 0)
 }
 
 // Summary counts connected sockets by verdict; listening sockets are
 // counted apart and never fail a check.
 type Summary struct {
-	Sockets   int `json:"sockets"`   // connected sockets, the sum of the next four
+	Sockets   int `json:"sockets"`   // connected sockets, the sum of the next four and dead
 	OK        int `json:"ok"`        // verdict ok
 	AtRisk    int `json:"at_risk"`   // verdict at-risk
 	Local     int `json:"local"`     // verdict local
 	Unknown   int `json:"unknown"`   // verdict unknown
 	Listening int `json:"listening"` // listening sockets, not counted above
+	Dead      int `json:"dead"`      // verdict dead (a NAT on this node forgot the flow)
 }
 
 // Process is one process and its TCP sockets. A --netns scan has one
@@ -157,6 +159,9 @@ type Socket struct {
 	UID            uint32 `json:"uid"`    // the socket's owner
 	RecvQ          uint32 `json:"recv_q"` // bytes received, not yet read (listeners: accept queue)
 	SendQ          uint32 `json:"send_q"` // bytes sent, not yet acknowledged (listeners: backlog)
+	// Conntrack is the flow's entry in a conntrack table of this node, when
+	// asked for (--max-idle auto, --conntrack-netns) and found; else null.
+	Conntrack *Conntrack `json:"conntrack"`
 }
 
 // Keepalive is what a socket does when idle. With Source "inferred" the idle

@@ -27,14 +27,17 @@ func (s Sockets) WriteTable(w io.Writer) error {
 	t := NewTable(w)
 	// The POD column appears only when a process runs in a pod, so a
 	// host's table keeps its layout.
-	pods := false
+	pods, ct := false, false
 	for _, p := range s.Processes {
 		pods = pods || p.Pod != nil
+		for _, sk := range p.Sockets {
+			ct = ct || sk.Conntrack != nil || sk.Verdict == inspect.Dead
+		}
 	}
 	if pods {
 		fmt.Fprint(t, "POD\t")
 	}
-	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\tVERDICT\tREASON")
+	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\t"+conntrackHeader(ct)+"VERDICT\tREASON")
 	for _, p := range s.Processes {
 		pid, comm := strconv.Itoa(p.PID), label.Clean(p.Comm)
 		if p.PID == 0 {
@@ -75,8 +78,8 @@ func (s Sockets) WriteTable(w io.Writer) error {
 			if pods {
 				fmt.Fprintf(t, "%s\t", podName(p.Pod))
 			}
-			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut, timer, sk.Verdict, reason)
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s%s\t%s\n",
+				pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut, timer, conntrackCell(ct, sk), sk.Verdict, reason)
 		}
 	}
 	if err := t.Flush(); err != nil {
@@ -102,8 +105,8 @@ func (s Sockets) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, l)
 	}
 	sum := s.Summary
-	_, err := fmt.Fprintf(w, "%d sockets: %d ok, %d at-risk, %d local, %d unknown; %d listening (max idle %s)\n",
-		sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, sum.Listening, Seconds(s.MaxIdleS))
+	_, err := fmt.Fprintf(w, "%d sockets: %d ok, %d at-risk, %d local, %d unknown%s; %d listening (max idle %s)\n",
+		sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, deadCount(sum), sum.Listening, Seconds(s.MaxIdleS))
 	return err
 }
 
@@ -135,7 +138,7 @@ func (s Sockets) JUnit() Suites {
 				c.Name = fmt.Sprintf("inode %d %s -> %s", sk.Inode, sk.Local, sk.Remote)
 			}
 			switch sk.Verdict {
-			case inspect.AtRisk:
+			case inspect.AtRisk, inspect.Dead:
 				c.Failure = &Failure{Message: sk.Reason, Type: string(sk.Verdict)}
 			case inspect.Undetermined:
 				if s.Strict {
@@ -218,4 +221,35 @@ func podName(id *pod.Identity) string {
 		return "-"
 	}
 	return label.Clean(id.String())
+}
+
+// conntrackHeader is the CONNTRACK column's header, present only when the
+// scan looked flows up in conntrack (--max-idle auto, --conntrack-netns).
+func conntrackHeader(on bool) string {
+	if !on {
+		return ""
+	}
+	return "CONNTRACK\t"
+}
+
+// conntrackCell says how long the node's conntrack still holds the flow.
+func conntrackCell(on bool, sk inspect.Socket) string {
+	switch {
+	case !on:
+		return ""
+	case sk.Conntrack != nil:
+		return "forgotten in " + Seconds(sk.Conntrack.RemainingS) + "\t"
+	case sk.Verdict == inspect.Dead:
+		return "forgotten\t"
+	}
+	return "-\t"
+}
+
+// deadCount is ", N dead" when a NAT forgot flows, else nothing (the
+// summary of a scan that did not look is unchanged).
+func deadCount(sum inspect.Summary) string {
+	if sum.Dead == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d dead", sum.Dead)
 }

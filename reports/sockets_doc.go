@@ -19,8 +19,8 @@ const maxSocketTimelines = 12
 func (s Sockets) Document() Document {
 	sum := s.Summary
 	d := Document{Title: "kadiag sockets", Status: StatusOK,
-		Summary: fmt.Sprintf("%d connected sockets: %d ok, %d at risk, %d local, %d unknown; %d listening. Middlebox idle limit %s.",
-			sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, sum.Listening, Seconds(s.MaxIdleS))}
+		Summary: fmt.Sprintf("%d connected sockets: %d ok, %d at risk, %d local, %d unknown%s; %d listening. Middlebox idle limit %s.",
+			sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, deadCount(sum), sum.Listening, Seconds(s.MaxIdleS))}
 	if s.Failed() {
 		d.Status = StatusFailed
 	}
@@ -88,7 +88,7 @@ func socketTone(v inspect.Verdict) Tone {
 	switch v {
 	case inspect.OK:
 		return Good
-	case inspect.AtRisk:
+	case inspect.AtRisk, inspect.Dead:
 		return Bad
 	case inspect.Undetermined:
 		return Warn

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/testenv"
@@ -126,6 +127,65 @@ func TestPodSelection(t *testing.T) {
 		{[]string{"capture", "--pod", "shop/web-1"}, "pod not found on this node"},
 	} {
 		_, stderr, code := runKadiag(t, append(tt.args, "--log-root", root)...)
+		if code != 2 || !strings.Contains(stderr, tt.contains) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("kadiag %v: exit %d, stderr %q; want exit 2, one line with %q", tt.args, code, stderr, tt.contains)
+		}
+	}
+}
+
+// `sockets --max-idle auto --conntrack-netns NAT` on a client behind a real
+// NAT namespace (established timeout 3 s): while tracked, the flow shows
+// its conntrack entry and is judged against the NAT's 3 s, naming it;
+// once the NAT forgot it, the socket, still ESTABLISHED, is dead, exit 1,
+// "conntrack": null. Bad values are one-line errors.
+func TestSocketsMaxIdleAuto(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "nsenter", "python3", "ss")
+	lab := testenv.NewNATLab(t, 3*time.Second, 101)
+	startLines(t, lab.Server.Command("python3", "testdata/hold_server.py", "8080"))
+	c := startLines(t, lab.Client.Command("python3", "testdata/conn_client.py", lab.ServerIP, "8080"))
+	c.do(t, "open off 1")
+	socket := func() (inspect.Socket, int, string) {
+		t.Helper()
+		stdout, stderr, code := runKadiag(t, "sockets", "--pid", fmt.Sprint(c.pid), "--max-idle", "auto", "--conntrack-netns", lab.NAT.Path, "-o", "json")
+		var r inspect.Report
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil || len(r.Processes) != 1 || len(r.Processes[0].Sockets) != 1 {
+			t.Fatalf("sockets: exit %d %v\n%s\n%s", code, err, stdout, stderr)
+		}
+		if r.MaxIdleS != 3 {
+			t.Errorf("max_idle_s %d, want the NAT's 3", r.MaxIdleS)
+		}
+		return r.Processes[0].Sockets[0], code, stdout
+	}
+	sk, code, out := socket()
+	if sk.Conntrack == nil || sk.Conntrack.Netns != lab.NAT.Path || sk.Conntrack.RemainingS > 3 || code != 1 ||
+		sk.Reason != "keepalive off; conntrack at "+lab.NAT.Path+" forgets after 3s" {
+		t.Fatalf("tracked flow: exit %d %+v\n%s", code, sk, out)
+	}
+	table, _, _ := runKadiag(t, "sockets", "--pid", fmt.Sprint(c.pid), "--max-idle", "auto", "--conntrack-netns", lab.NAT.Path)
+	if !strings.Contains(table, "CONNTRACK") || !strings.Contains(table, "forgotten in ") {
+		t.Errorf("table:\n%s", table)
+	}
+	time.Sleep(5 * time.Second)
+	sk, code, out = socket()
+	if sk.Verdict != inspect.Dead || sk.Conntrack != nil || code != 1 || !strings.Contains(out, `"conntrack":null`) {
+		t.Fatalf("forgotten flow: exit %d %+v\n%s", code, sk, out)
+	}
+	port := sk.Local[strings.LastIndexByte(sk.Local, ':')+1:]
+	ss, err := lab.Client.Command("ss", "-Htn", "state", "established", "sport", "= :"+port).Output()
+	if err != nil || strings.TrimSpace(string(ss)) == "" {
+		t.Fatalf("ss does not show the dead socket ESTABLISHED: %v %q", err, ss)
+	}
+
+	for _, tt := range []struct {
+		args     []string
+		contains string
+	}{
+		{[]string{"sockets", "--all", "--max-idle", "auto,soon"}, `--max-idle: bad --max-idle "auto,soon": after auto, bad duration "soon"`},
+		{[]string{"sockets", "--all", "--conntrack-netns", "/nonexistent"}, "--conntrack-netns /nonexistent: cannot read network namespace"},
+		{[]string{"sockets", "--all", "--conntrack-netns", "/etc/hostname"}, "not a namespace file"},
+	} {
+		_, stderr, code := runKadiag(t, tt.args...)
 		if code != 2 || !strings.Contains(stderr, tt.contains) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("kadiag %v: exit %d, stderr %q; want exit 2, one line with %q", tt.args, code, stderr, tt.contains)
 		}

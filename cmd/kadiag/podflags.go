@@ -1,9 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/spf13/pflag"
 
 	"github.com/kadiag/kadiag/internal/pod"
+	"github.com/kadiag/kadiag/middlebox"
+	"github.com/kadiag/kadiag/nodebox"
 )
 
 // addLogRootFlag adds --log-root: where the node's /var/log (the kubelet's
@@ -49,4 +54,35 @@ func (p *podFlags) pids() ([]int, error) {
 	}
 	pids, _, err := pod.Select(l, sel)
 	return pids, err
+}
+
+// maxIdleHelp is --max-idle's help for commands that take auto.
+const maxIdleHelp = "middlebox idle timeout: a duration, a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs), or auto (the smallest conntrack or IPVS timeout this node shows on each flow's path; auto,PRESET adds a hop the node cannot see)"
+
+// nodeFlags are --max-idle (with auto) and --conntrack-netns.
+type nodeFlags struct {
+	maxIdle        string
+	conntrackNetns []string
+}
+
+func (n *nodeFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&n.maxIdle, "max-idle", "350s", maxIdleHelp)
+	f.StringArrayVar(&n.conntrackNetns, "conntrack-netns", nil, "a network namespace that NATs the flows (e.g. /run/netns/NAME; repeatable): each flow's conntrack entry there, and verdict dead once it is gone")
+}
+
+// parse returns the fixed limit for the scan itself and, when the node's
+// middleboxes are to be read, their options.
+func (n *nodeFlags) parse() (time.Duration, *nodebox.Options, error) {
+	m, err := nodebox.ParseMaxIdle(n.maxIdle, middlebox.ParseIdle)
+	if err != nil {
+		return 0, nil, fmt.Errorf("--max-idle: %w", err)
+	}
+	idle := m.Declared
+	if idle == 0 {
+		idle = middlebox.DefaultIdle
+	}
+	if !m.Auto && len(n.conntrackNetns) == 0 {
+		return idle, nil, nil
+	}
+	return idle, &nodebox.Options{MaxIdle: m, ConntrackNetns: n.conntrackNetns}, nil
 }
