@@ -14,6 +14,7 @@ import (
 
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/pod"
+	"github.com/kadiag/kadiag/nodebox"
 	"github.com/kadiag/kadiag/preload"
 )
 
@@ -34,6 +35,9 @@ type Options struct {
 	// zero means the process's own container as the log layout names it,
 	// else "app".
 	Container string
+	// Middleboxes, when set, judges the sockets with what the node shows of
+	// its own middleboxes (nodebox: --max-idle auto, --conntrack-netns).
+	Middleboxes *nodebox.Options
 	// LogRoot is the node's log directory holding the kubelet's pods/ and
 	// containers/ (pod.LogRoot's default: /var/log).
 	LogRoot string
@@ -118,7 +122,14 @@ func Diagnose(pid int, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Result{Schema: Schema, PID: pid, Comm: check.Comm, MaxIdleS: int(o.MaxIdle / time.Second),
+	if o.Middleboxes != nil {
+		view, err := nodebox.Read(*o.Middleboxes)
+		if err != nil {
+			return nil, err
+		}
+		view.Apply(rep)
+	}
+	r := &Result{Schema: Schema, PID: pid, Comm: check.Comm, MaxIdleS: rep.MaxIdleS,
 		Sockets: []inspect.Socket{}, Summary: rep.Summary, Problems: []string{}, Fixes: []Fix{}, Notes: rep.Notes}
 	for _, p := range rep.Processes {
 		r.Netns, r.Sysctl = p.Netns, p.Sysctl
@@ -148,8 +159,11 @@ func Diagnose(pid int, o Options) (*Result, error) {
 
 // judge fills Healthy and Problems.
 func (r *Result) judge() {
-	var off, slow int
+	var off, slow, dead int
 	for _, s := range r.Sockets {
+		if s.Verdict == inspect.Dead {
+			dead++
+		}
 		if s.Verdict != inspect.AtRisk {
 			continue
 		}
@@ -158,6 +172,9 @@ func (r *Result) judge() {
 		} else {
 			off++
 		}
+	}
+	if dead > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d connected sockets are dead: a NAT on this node has already forgotten their flows, so the next reply is lost (reconnect; then turn keepalive on)", dead, r.Summary.Sockets))
 	}
 	if off > 0 {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d connected sockets have keepalive off: idle past %ds, a middlebox forgets them and the client waits for a reply that never comes",

@@ -28,6 +28,7 @@ import (
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/pod"
 	"github.com/kadiag/kadiag/middlebox"
+	"github.com/kadiag/kadiag/nodebox"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,6 +45,10 @@ type Options struct {
 	// PerProcess labels series by pid (and comm) instead of summing each
 	// container's processes: one series set per process.
 	PerProcess bool
+	// Middleboxes, when set, has every scan read the node's own
+	// middleboxes (nodebox): --max-idle auto, flows' conntrack entries, and
+	// verdict dead for flows a --conntrack-netns NAT forgot.
+	Middleboxes *nodebox.Options
 	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
 	// auth), as node_exporter's --web.config.file; empty serves plain HTTP.
 	WebConfigFile string
@@ -69,6 +74,9 @@ type ProcessStats struct {
 	// longer than MaxIdle: a middlebox with that timeout has already
 	// forgotten them.
 	IdleKeepaliveOff int
+	// Dead counts ESTABLISHED connections whose flow a NAT on this node
+	// (--conntrack-netns) has already forgotten.
+	Dead int
 	// AtRiskKeepaliveOff and AtRiskIdleTooLong split the connections judged
 	// at risk (inspect.AtRisk) by reason: no keepalive at all, or a first
 	// probe that comes after the middlebox has forgotten the flow.
@@ -219,6 +227,13 @@ func Scan(eo Options) (*Snapshot, error) {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
 	s := &Snapshot{Start: start}
+	var view *nodebox.View
+	if eo.Middleboxes != nil {
+		var err error
+		if view, err = nodebox.Read(*eo.Middleboxes); err != nil {
+			return nil, err
+		}
+	}
 	logs, err := pod.ReadLogs(pod.LogRoot(eo.LogRoot))
 	if err != nil {
 		// Pods are then known by UID only; say so once per scan.
@@ -236,13 +251,17 @@ func Scan(eo Options) (*Snapshot, error) {
 			s.Notes = append(s.Notes, err.Error())
 			continue
 		}
+		if view != nil {
+			view.Apply(r)
+		}
 		ns, nsPID := NetnsStats{}, 0
 		for i := range r.Processes {
 			p := &r.Processes[i]
 			if len(p.Sockets) == 0 {
 				continue
 			}
-			ps := summarise(p, logs, eo.MaxIdle)
+			// With --max-idle auto the limit is the namespace's own.
+			ps := summarise(p, logs, time.Duration(r.MaxIdleS)*time.Second)
 			if ns.Netns == "" {
 				ns.Netns, nsPID = p.Netns, p.PID
 			}
@@ -327,9 +346,12 @@ func summarise(p *inspect.Process, logs *pod.Logs, maxIdle time.Duration) Proces
 		if sk.State == "ESTABLISHED" {
 			ps.Established++
 			idle := time.Duration(min(sk.LastDataRecvMs, sk.LastAckRecvMs)) * time.Millisecond
-			if sk.Verdict == inspect.AtRisk && !sk.Keepalive.Enabled && idle > maxIdle {
+			if (sk.Verdict == inspect.AtRisk || sk.Verdict == inspect.Dead) && !sk.Keepalive.Enabled && idle > maxIdle {
 				ps.IdleKeepaliveOff++
 			}
+		}
+		if sk.Verdict == inspect.Dead {
+			ps.Dead++
 		}
 		if sk.Verdict == inspect.AtRisk {
 			if sk.Keepalive.Enabled {

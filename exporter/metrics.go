@@ -27,7 +27,7 @@ const (
 
 // descs are the per-group metrics, built for one label set.
 type descs struct {
-	established, atRisk, idle, sockets, preload, processes *prometheus.Desc
+	established, atRisk, idle, dead, sockets, preload, processes *prometheus.Desc
 }
 
 func newDescs(labels []string) descs {
@@ -41,6 +41,9 @@ func newDescs(labels []string) descs {
 			with("reason"), nil),
 		idle: prometheus.NewDesc("kadiag_tcp_idle_keepalive_off_connections",
 			"ESTABLISHED connections through a middlebox (not loopback) with keepalive off that have received nothing for longer than kadiag_max_idle_seconds: a middlebox with that timeout has already forgotten them.",
+			labels, nil),
+		dead: prometheus.NewDesc("kadiag_tcp_dead_connections",
+			"ESTABLISHED connections whose flow a NAT on this node (--conntrack-netns) has already forgotten: no conntrack entry although its timeout has passed. The application waits on a connection that is gone; the next reply is lost.",
 			labels, nil),
 		sockets: prometheus.NewDesc("kadiag_tcp_sockets",
 			"TCP sockets of the container's processes, listeners included, by how their keepalive settings were read: getsockopt (exact, through pidfd_getfd), inferred (from the kernel's keepalive timer, without ptrace rights) or unknown.",
@@ -89,7 +92,7 @@ func (e *Exporter) descs() descs {
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	d := e.descs()
-	for _, d := range []*prometheus.Desc{d.established, d.atRisk, d.idle, d.sockets, d.preload, d.processes,
+	for _, d := range []*prometheus.Desc{d.established, d.atRisk, d.idle, d.dead, d.sockets, d.preload, d.processes,
 		descKeepaliveProbes, descDuration, descLastScan, descScans, descErrors, descNotes, descProcesses, descMaxIdle} {
 		ch <- d
 	}
@@ -97,10 +100,10 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 
 // group is the sum of the processes that share one label set.
 type group struct {
-	labels                              []string
-	established, off, long, idle, procs int
-	preload                             int
-	sockets                             map[inspect.Source]int
+	labels                                    []string
+	established, off, long, idle, dead, procs int
+	preload                                   int
+	sockets                                   map[inspect.Source]int
 }
 
 // groups sums the snapshot's processes by label set, in a stable order.
@@ -137,6 +140,7 @@ func (e *Exporter) groups(s *Snapshot) []*group {
 		g.off += p.AtRiskKeepaliveOff
 		g.long += p.AtRiskIdleTooLong
 		g.idle += p.IdleKeepaliveOff
+		g.dead += p.Dead
 		for src, n := range p.Sockets {
 			g.sockets[src] += n
 		}
@@ -177,6 +181,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, d.atRisk, prometheus.GaugeValue, float64(g.off), append(l, ReasonKeepaliveOff)...)
 		emit(ch, d.atRisk, prometheus.GaugeValue, float64(g.long), append(l, ReasonIdleTooLong)...)
 		emit(ch, d.idle, prometheus.GaugeValue, float64(g.idle), l...)
+		emit(ch, d.dead, prometheus.GaugeValue, float64(g.dead), l...)
 		for _, src := range sources {
 			emit(ch, d.sockets, prometheus.GaugeValue, float64(g.sockets[src]), append(l, string(src))...)
 		}

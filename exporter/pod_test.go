@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kadiag/kadiag/internal/testenv"
+	"github.com/kadiag/kadiag/nodebox"
 )
 
 // holdServer accepts and holds connections; holdClient opens connections
@@ -224,5 +225,45 @@ func TestPerContainerSeries(t *testing.T) {
 		if !found {
 			t.Errorf("--per-process: no series for pid %d", pid)
 		}
+	}
+}
+
+// Behind a real NAT namespace (established timeout 3 s) declared with
+// --conntrack-netns and --max-idle auto, a keepalive-off connection the
+// NAT has forgotten is counted dead (and idle past the timeout), while
+// its socket stays ESTABLISHED.
+func TestDeadConnectionsMetric(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "python3", "nsenter")
+	lab := testenv.NewNATLab(t, 3*time.Second, 105)
+	startPy(t, lab.Server, holdServer, "8080")
+	pid := startPy(t, lab.Client, holdClient, lab.ServerIP, "off")
+	e := New(Options{Interval: time.Hour, PerProcess: true, Middleboxes: &nodebox.Options{
+		MaxIdle: nodebox.MaxIdle{Auto: true}, ConntrackNetns: []string{lab.NAT.Path}}})
+	dead := func() (float64, float64) {
+		t.Helper()
+		if _, err := e.ScanOnce(); err != nil {
+			t.Fatal(err)
+		}
+		got := series(t, e)
+		var d, idle float64 = -1, -1
+		for l, v := range got["kadiag_tcp_dead_connections"] {
+			if strings.Contains(l, ",pid="+strconv.Itoa(pid)+",") {
+				d = v
+			}
+		}
+		for l, v := range got["kadiag_tcp_idle_keepalive_off_connections"] {
+			if strings.Contains(l, ",pid="+strconv.Itoa(pid)+",") {
+				idle = v
+			}
+		}
+		return d, idle
+	}
+	if d, idle := dead(); d != 0 || idle != 0 {
+		t.Fatalf("fresh flow: dead %v, idle %v; want 0 and 0", d, idle)
+	}
+	time.Sleep(5 * time.Second)
+	if d, idle := dead(); d != 1 || idle != 1 {
+		t.Fatalf("forgotten flow: dead %v, idle %v; want 1 and 1", d, idle)
 	}
 }

@@ -15,7 +15,7 @@ func init() { subcommands = append(subcommands, newDoctorCmd) }
 func newDoctorCmd() *cobra.Command {
 	var (
 		pid       int
-		maxIdle   string
+		nf        nodeFlags
 		container string
 		libDir    string
 		pf        podFlags
@@ -64,11 +64,11 @@ effective, 2 an error.`,
 				// The patch names the process's own container when known.
 				container = ""
 			}
-			idle, err := middlebox.ParseIdle(maxIdle)
+			idle, nbo, err := nf.parse()
 			if err != nil {
-				return usageError{err: fmt.Errorf("--max-idle: %w", err), cmd: cmd}
+				return usageError{err: err, cmd: cmd}
 			}
-			r, err := doctor.Diagnose(pid, doctor.Options{MaxIdle: idle, Container: container, LibDir: libDir, LogRoot: pf.logRoot})
+			r, err := doctor.Diagnose(pid, doctor.Options{MaxIdle: idle, Container: container, LibDir: libDir, LogRoot: pf.logRoot, Middleboxes: nbo})
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ effective, 2 an error.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&pid, "pid", 0, "the process to examine")
-	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
+	nf.add(f)
 	f.StringVar(&container, "container", "app", "the application container's name: with --pod, the container to examine; and the name the Kubernetes patch uses (default: the process's own container, else app)")
 	pf.add(f, false)
 	f.StringVar(&libDir, "lib-dir", "/usr/local/lib/kadiag", "where the fix puts the preload library on a host")

@@ -134,14 +134,15 @@ func TestPodSelection(t *testing.T) {
 }
 
 // `sockets --max-idle auto --conntrack-netns NAT` on a client behind a real
-// NAT namespace (established timeout 3 s): while tracked, the flow shows
+// NAT namespace (established timeout 5 s): while tracked, the flow shows
 // its conntrack entry and is judged against the NAT's 3 s, naming it;
 // once the NAT forgot it, the socket, still ESTABLISHED, is dead, exit 1,
 // "conntrack": null. Bad values are one-line errors.
 func TestSocketsMaxIdleAuto(t *testing.T) {
 	testenv.Privileged(t)
 	testenv.Need(t, "nsenter", "python3", "ss")
-	lab := testenv.NewNATLab(t, 3*time.Second, 101)
+	buildKadiag(t) // before the flow starts: its timeout runs from the last packet
+	lab := testenv.NewNATLab(t, 5*time.Second, 101)
 	startLines(t, lab.Server.Command("python3", "testdata/hold_server.py", "8080"))
 	c := startLines(t, lab.Client.Command("python3", "testdata/conn_client.py", lab.ServerIP, "8080"))
 	c.do(t, "open off 1")
@@ -152,21 +153,21 @@ func TestSocketsMaxIdleAuto(t *testing.T) {
 		if err := json.Unmarshal([]byte(stdout), &r); err != nil || len(r.Processes) != 1 || len(r.Processes[0].Sockets) != 1 {
 			t.Fatalf("sockets: exit %d %v\n%s\n%s", code, err, stdout, stderr)
 		}
-		if r.MaxIdleS != 3 {
-			t.Errorf("max_idle_s %d, want the NAT's 3", r.MaxIdleS)
+		if r.MaxIdleS != 5 {
+			t.Errorf("max_idle_s %d, want the NAT's 5", r.MaxIdleS)
 		}
 		return r.Processes[0].Sockets[0], code, stdout
 	}
 	sk, code, out := socket()
-	if sk.Conntrack == nil || sk.Conntrack.Netns != lab.NAT.Path || sk.Conntrack.RemainingS > 3 || code != 1 ||
-		sk.Reason != "keepalive off; conntrack at "+lab.NAT.Path+" forgets after 3s" {
+	if sk.Conntrack == nil || sk.Conntrack.Netns != lab.NAT.Path || sk.Conntrack.RemainingS > 5 || code != 1 ||
+		sk.Reason != "keepalive off; conntrack at "+lab.NAT.Path+" forgets after 5s" {
 		t.Fatalf("tracked flow: exit %d %+v\n%s", code, sk, out)
 	}
 	table, _, _ := runKadiag(t, "sockets", "--pid", fmt.Sprint(c.pid), "--max-idle", "auto", "--conntrack-netns", lab.NAT.Path)
 	if !strings.Contains(table, "CONNTRACK") || !strings.Contains(table, "forgotten in ") {
 		t.Errorf("table:\n%s", table)
 	}
-	time.Sleep(5 * time.Second)
+	time.Sleep(7 * time.Second)
 	sk, code, out = socket()
 	if sk.Verdict != inspect.Dead || sk.Conntrack != nil || code != 1 || !strings.Contains(out, `"conntrack":null`) {
 		t.Fatalf("forgotten flow: exit %d %+v\n%s", code, sk, out)
@@ -176,6 +177,15 @@ func TestSocketsMaxIdleAuto(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(ss)) == "" {
 		t.Fatalf("ss does not show the dead socket ESTABLISHED: %v %q", err, ss)
 	}
+	dout, derr, dcode := runKadiag(t, "doctor", "--pid", fmt.Sprint(c.pid), "--max-idle", "auto", "--conntrack-netns", lab.NAT.Path, "-o", "json")
+	var d struct {
+		Sockets  []inspect.Socket
+		Problems []string
+	}
+	if err := json.Unmarshal([]byte(dout), &d); err != nil || dcode != 1 || len(d.Sockets) != 1 || d.Sockets[0].Verdict != inspect.Dead ||
+		len(d.Problems) == 0 || !strings.Contains(d.Problems[0], "1 of 1 connected sockets are dead") {
+		t.Errorf("doctor on the dead socket: exit %d %v %+v\n%s", dcode, err, d, derr)
+	}
 
 	for _, tt := range []struct {
 		args     []string
@@ -184,6 +194,8 @@ func TestSocketsMaxIdleAuto(t *testing.T) {
 		{[]string{"sockets", "--all", "--max-idle", "auto,soon"}, `--max-idle: bad --max-idle "auto,soon": after auto, bad duration "soon"`},
 		{[]string{"sockets", "--all", "--conntrack-netns", "/nonexistent"}, "--conntrack-netns /nonexistent: cannot read network namespace"},
 		{[]string{"sockets", "--all", "--conntrack-netns", "/etc/hostname"}, "not a namespace file"},
+		{[]string{"exporter", "--listen", "127.0.0.1:0", "--conntrack-netns", "/nonexistent"}, "--conntrack-netns /nonexistent: cannot read network namespace"},
+		{[]string{"doctor", "--pid", "1", "--max-idle", "auto,"}, "--max-idle: bad --max-idle"},
 	} {
 		_, stderr, code := runKadiag(t, tt.args...)
 		if code != 2 || !strings.Contains(stderr, tt.contains) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
