@@ -447,6 +447,10 @@ tests:
       # A replaced pod of the same name: same namespace and pod, new UID.
       - series: 'kadiag_tcp_at_risk_connections{node="n2",namespace="db",pod="pg-0",container="pg",pod_uid="u4",container_id="c4",comm="",reason="keepalive_off"}'
         values: '5x40'
+      - series: 'kadiag_tcp_dead_connections{node="n1",namespace="shop",pod="cart-0",container="app",pod_uid="u1",container_id="c1",comm=""}'
+        values: '0x10 2x30'
+      - series: 'kadiag_tcp_dead_connections{node="n2",namespace="web",pod="nginx-1",container="nginx",pod_uid="u2",container_id="c2",comm=""}'
+        values: '0x40'
       # kube-state-metrics: one kube_pod_info per pod, with its uid.
       - series: 'kube_pod_info{namespace="shop",pod="cart-0",uid="u1",node="n1",created_by_kind="StatefulSet",created_by_name="cart"}'
         values: '1x40'
@@ -463,6 +467,18 @@ tests:
           - labels: 'namespace_workload:kadiag_tcp_at_risk_connections:sum{namespace="web",created_by_kind="ReplicaSet",created_by_name="nginx-7f9c",reason="keepalive_off"}'
             value: 0
     alert_rule_test:
+      - eval_time: 11m
+        alertname: KadiagDeadConnections
+        exp_alerts:
+          []
+      - eval_time: 14m
+        alertname: KadiagDeadConnections
+        exp_alerts:
+          - exp_labels: {severity: critical, node: n1, namespace: shop, pod: cart-0, container: app}
+            exp_annotations:
+              summary: "connections already forgotten by the NAT"
+              description: "2 ESTABLISHED connections of shop/cart-0/app on n1 have no conntrack entry in the node's NAT any more: the application waits on connections that are gone, and the next reply is lost."
+              runbook_url: "https://github.com/kadiag/kadiag/blob/main/docs/exporter.md#runbook-dead-connections"
       - eval_time: 10m
         alertname: KadiagConnectionsAtRiskOfSilentIdleDrop
         exp_alerts:
