@@ -419,6 +419,21 @@ func TestExporterPrometheus(t *testing.T) {
 		b.pid:   {Off: 1},
 		d.pid:   {},
 	})
+	// A process whose comm is not UTF-8 (the kernel's 15-byte cut inside a
+	// character) and holds a control character is served with the cleaned
+	// name, and the others stay (checked again at every step below).
+	hostile := startLines(t, client.Command(py, "-c", `import socket, sys
+open("/proc/self/comm", "wb").write(b"bad\x1b[2J\xe6\x95")
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print("ready", flush=True)
+sys.stdin.read()`))
+	if !testenv.WaitUntil(30*time.Second, func() bool {
+		got := promQuery(t, prom, fmt.Sprintf(`kadiag_tcp_sockets{pid="%d",keepalive_source="getsockopt"}`, hostile.pid))
+		return len(got) == 1 && got[0].Metric["comm"] == `bad\x1b[2J\xe6\x95`
+	}) {
+		t.Fatalf("Prometheus has no series with the cleaned comm for pid %d: %+v", hostile.pid,
+			promQuery(t, prom, fmt.Sprintf(`kadiag_tcp_sockets{pid="%d"}`, hostile.pid)))
+	}
 	for _, pid := range []int{a.pid, d.pid} {
 		want := "0"
 		if pid == d.pid {
