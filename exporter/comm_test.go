@@ -99,3 +99,28 @@ func TestHostileComm(t *testing.T) {
 		t.Errorf("lint: %v %v", err, problems)
 	}
 }
+
+// A metric the library refuses (here: a label value count that does not
+// match) is sent as an invalid metric: the scrape reports it and the
+// series after it are still there.
+func TestEmitRefusedMetric(t *testing.T) {
+	d := prometheus.NewDesc("kadiag_test_gauge", "test", []string{"a"}, nil)
+	c := collectFunc(func(ch chan<- prometheus.Metric) {
+		emit(ch, d, prometheus.GaugeValue, 1, "x", "too many")
+		emit(ch, d, prometheus.GaugeValue, 2, "\xffafter")
+	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err == nil || !strings.Contains(err.Error(), "kadiag_test_gauge") {
+		t.Fatalf("the refused metric was not reported: %v", err)
+	}
+	if len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 || mfs[0].GetMetric()[0].GetLabel()[0].GetValue() != `\xffafter` {
+		t.Fatalf("the metric after the refused one: %+v", mfs)
+	}
+}
+
+type collectFunc func(chan<- prometheus.Metric)
+
+func (f collectFunc) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(f, ch) }
+func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -22,10 +23,14 @@ func (e *Exporter) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	// A metric that cannot be rendered costs only itself: the rest is
+	// served, the error is logged and counted in
+	// promhttp_metric_handler_errors_total.
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
+		ErrorLog:            slog.NewLogLogger(e.o.Logger.Handler(), slog.LevelError),
 		MaxRequestsInFlight: 4,
-	}))
+	})))
 	mux.HandleFunc("GET /healthz", probe(e.Healthy))
 	mux.HandleFunc("GET /readyz", probe(e.Ready))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

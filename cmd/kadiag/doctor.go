@@ -88,7 +88,7 @@ effective, 2 an error.`,
 	pf.add(f, false)
 	f.StringVar(&libDir, "lib-dir", "/usr/local/lib/kadiag", "where the fix puts the preload library on a host")
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		var out []string
+		out := []string{"auto\tthe smallest conntrack or IPVS timeout this node shows on each flow's path"}
 		for _, p := range middlebox.Presets() {
 			out = append(out, p.Name+"\t"+p.Source)
 		}

@@ -99,7 +99,7 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 	addLogRootFlag(f, &logRoot)
 	f.StringVar(&webConfig, "web.config.file", "", "TLS and basic auth for the endpoint: an exporter-toolkit web configuration file, as node_exporter takes (docs/exporter.md)")
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		var out []string
+		out := []string{"auto\tthe smallest conntrack or IPVS timeout this node shows on each flow's path"}
 		for _, p := range middlebox.Presets() {
 			out = append(out, p.Name+"\t"+p.Source)
 		}

@@ -118,7 +118,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk or dead, 2 an error.`,
 	f.BoolVar(&strict, "strict", false, "count sockets whose keepalive state is unknown as failures")
 	pf.add(f, true)
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		var out []string
+		out := []string{"auto\tthe smallest conntrack or IPVS timeout this node shows on each flow's path"}
 		for _, p := range middlebox.Presets() {
 			out = append(out, p.Name+"\t"+p.Source)
 		}

@@ -201,3 +201,22 @@ func TestSelectRealProcesses(t *testing.T) {
 		t.Errorf("a pod without processes: %v", err)
 	}
 }
+
+func TestLogRoot(t *testing.T) {
+	t.Setenv(EnvLogRoot, "")
+	if got := LogRoot(""); got != DefaultLogRoot {
+		t.Errorf("default: %q", got)
+	}
+	t.Setenv(EnvLogRoot, "/host/var/log")
+	if got := LogRoot(""); got != "/host/var/log" {
+		t.Errorf("from $%s: %q", EnvLogRoot, got)
+	}
+	if got := LogRoot("/mnt/log"); got != "/mnt/log" {
+		t.Errorf("flag first: %q", got)
+	}
+	// A log root that is a file, not a directory, is an error, not an
+	// empty layout.
+	if _, err := ReadLogs("testdata/cgroup/host-systemd-v2.txt"); err == nil {
+		t.Error("a file as log root read as an empty layout")
+	}
+}
