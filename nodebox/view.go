@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/middlebox"
 )
@@ -72,8 +74,15 @@ func Read(o Options) (*View, error) {
 // ErrNoConntrack means a declared namespace has no conntrack at all.
 var ErrNoConntrack = fmt.Errorf("no conntrack in that namespace (nf_conntrack not loaded there: nothing there can forget a flow)")
 
-// get returns the namespace at path, read once per View.
+// get returns the namespace at path, read once per View: the processes
+// of a namespace share one conntrack dump.
 func (v *View) get(path string, role Role) (*Namespace, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err == nil {
+		if seen, ok := v.byIno[st.Ino]; ok {
+			return seen, nil
+		}
+	}
 	n, err := open(path, role)
 	if err != nil {
 		return nil, err
