@@ -45,6 +45,3 @@ func ParseMaxIdle(s string, parse func(string) (time.Duration, error)) (MaxIdle,
 	}
 	return MaxIdle{Auto: auto, Declared: d, DeclaredName: rest}, nil
 }
-
-// Limit is the fixed timeout a non-auto scan judges against.
-func (m MaxIdle) Limit() time.Duration { return m.Declared }

@@ -1,6 +1,7 @@
 package nodebox
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -72,7 +73,7 @@ func Read(o Options) (*View, error) {
 }
 
 // ErrNoConntrack means a declared namespace has no conntrack at all.
-var ErrNoConntrack = fmt.Errorf("no conntrack in that namespace (nf_conntrack not loaded there: nothing there can forget a flow)")
+var ErrNoConntrack = errors.New("no conntrack in that namespace (nf_conntrack not loaded there: nothing there can forget a flow)")
 
 // get returns the namespace at path, read once per View: the processes
 // of a namespace share one conntrack dump.

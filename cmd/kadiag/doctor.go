@@ -58,7 +58,7 @@ effective, 2 an error.`,
 				// outside it.
 				pid = pod.Main(pids)
 			case pid == 0:
-				return usageError{err: fmt.Errorf("--pid or --pod is required (the process to examine)"), cmd: cmd}
+				return usageError{err: fmt.Errorf("--pid is required (the process to examine), or --pod NAMESPACE/NAME"), cmd: cmd}
 			}
 			if !cmd.Flags().Changed("container") {
 				// The patch names the process's own container when known.

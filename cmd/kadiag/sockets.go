@@ -67,7 +67,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk or dead, 2 an error.`,
 				}
 			}
 			if targets != 1 {
-				return usageError{err: errors.New("give exactly one of --pid, --pod, --all or --netns"), cmd: cmd}
+				return usageError{err: errors.New("give exactly one of --pid, --all or --netns (or --pod NAMESPACE/NAME)"), cmd: cmd}
 			}
 			if pf.container != "" && pf.pod == "" {
 				return usageError{err: errors.New("--container selects a container of --pod: give --pod NAMESPACE/NAME too"), cmd: cmd}
