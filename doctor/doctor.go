@@ -8,12 +8,12 @@
 package doctor
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/pod"
+	kproc "github.com/kadiag/kadiag/internal/proc"
 	"github.com/kadiag/kadiag/nodebox"
 	"github.com/kadiag/kadiag/preload"
 )
@@ -21,8 +21,10 @@ import (
 // Schema names the JSON contract of Result.
 const Schema = "kadiag.doctor/v1"
 
-// ErrNoProcess is returned (wrapped) for a pid that does not exist.
-var ErrNoProcess = errors.New("no such process")
+// ErrNoProcess is returned (wrapped in a *proc.PIDError) for a pid that does
+// not exist. It is proc.ErrNoProcess, the module's one value, which inspect
+// and preload return too.
+var ErrNoProcess = kproc.ErrNoProcess
 
 // Options tune a diagnosis.
 type Options struct {
@@ -41,6 +43,10 @@ type Options struct {
 	// LogRoot is the node's log directory holding the kubelet's pods/ and
 	// containers/ (pod.LogRoot's default: /var/log).
 	LogRoot string
+	// Scan reads the process's sockets, once per diagnosis: the socket rows
+	// and the preload verdict rest on the same reading. Nil means
+	// inspect.ScanPIDs; tests wrap it to count or to act between readings.
+	Scan func(pids []int, o inspect.Options) (*inspect.Report, error)
 }
 
 // Result is the diagnosis of one process. Its JSON is kadiag.doctor/v1.
@@ -109,16 +115,12 @@ func Diagnose(pid int, o Options) (*Result, error) {
 		o.LibDir = "/usr/local/lib/kadiag"
 	}
 	if pid <= 0 {
-		return nil, fmt.Errorf("pid %d: %w (pids are positive)", pid, ErrNoProcess)
+		return nil, kproc.Errorf(pid, "%w (pids are positive)", ErrNoProcess)
 	}
-	check, err := preload.Check(pid)
-	if err != nil {
-		if errors.Is(err, preload.ErrNoProcess) {
-			return nil, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
-		}
-		return nil, err
+	if o.Scan == nil {
+		o.Scan = inspect.ScanPIDs
 	}
-	rep, err := inspect.ScanPIDs([]int{pid}, inspect.Options{MaxIdle: o.MaxIdle})
+	rep, err := o.Scan([]int{pid}, inspect.Options{MaxIdle: o.MaxIdle})
 	if err != nil {
 		return nil, err
 	}
@@ -129,12 +131,17 @@ func Diagnose(pid int, o Options) (*Result, error) {
 		}
 		view.Apply(rep)
 	}
-	r := &Result{Schema: Schema, PID: pid, Comm: check.Comm, MaxIdleS: rep.MaxIdleS,
+	r := &Result{Schema: Schema, PID: pid, MaxIdleS: rep.MaxIdleS,
 		Sockets: []inspect.Socket{}, Summary: rep.Summary, Problems: []string{}, Fixes: []Fix{}, Notes: rep.Notes}
 	for _, p := range rep.Processes {
 		r.Netns, r.Sysctl = p.Netns, p.Sysctl
 		r.Sockets = append(r.Sockets, p.Sockets...)
 	}
+	check, err := preload.CheckSockets(pid, preload.SocketsOf(inspect.Process{Sockets: r.Sockets}))
+	if err != nil {
+		return nil, err
+	}
+	r.Comm = check.Comm
 	r.Runtime = detectRuntime(pid, check.Binary)
 	// A log root that cannot be read leaves the pod unnamed, not the
 	// diagnosis undone: the cgroup still gives the pod UID.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/pod"
+	kproc "github.com/kadiag/kadiag/internal/proc"
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/nodebox"
 	"golang.org/x/sys/unix"
@@ -302,9 +303,9 @@ func scanGroup(pids []int, o inspect.Options, notes *[]string) (*inspect.Report,
 		if err == nil || errors.Is(err, inspect.ErrNoInetDiag) || try == 3 {
 			return r, err
 		}
-		bad := failedPID(err)
+		bad, ok := kproc.FailedPID(err)
 		i := slices.Index(pids, bad)
-		if i < 0 {
+		if !ok || i < 0 {
 			return nil, err
 		}
 		*notes = append(*notes, err.Error())
@@ -313,17 +314,6 @@ func scanGroup(pids []int, o inspect.Options, notes *[]string) (*inspect.Report,
 			return &inspect.Report{}, nil
 		}
 	}
-}
-
-// failedPID reads the pid from an inspect error ("pid 42: ..."), or 0.
-func failedPID(err error) int {
-	rest, ok := strings.CutPrefix(err.Error(), "pid ")
-	if !ok {
-		return 0
-	}
-	n, _, _ := strings.Cut(rest, ":")
-	pid, _ := strconv.Atoi(n)
-	return pid
 }
 
 func unique(notes []string) []string {

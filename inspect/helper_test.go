@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,10 +23,34 @@ import (
 // options set through raw syscalls, reports what getsockopt reads inside
 // itself, and holds the sockets until its stdin closes.
 func TestMain(m *testing.M) {
-	if os.Getenv("KADIAG_SOCK_HELPER") == "1" {
+	switch os.Getenv("KADIAG_SOCK_HELPER") {
+	case "1":
 		os.Exit(sockHelper(os.Args[1:]))
+	case "scan":
+		os.Exit(scanHelper(os.Args[1:]))
 	}
 	os.Exit(m.Run())
+}
+
+// scanHelper runs a scan in this process (started as another user) and
+// prints its JSON: "netns PATH MAXIDLE_MS".
+func scanHelper(args []string) int {
+	ms, _ := strconv.Atoi(args[2])
+	o := Options{MaxIdle: time.Duration(ms) * time.Millisecond}
+	var r *Report
+	var err error
+	if args[0] == "pid" {
+		pid, _ := strconv.Atoi(args[1])
+		r, err = ScanPIDs([]int{pid}, o)
+	} else {
+		r, err = ScanNetns(args[1], o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+	return 0
 }
 
 // helperSocket is what the helper reads back with getsockopt in-process.
@@ -38,6 +63,9 @@ type helperSocket struct {
 	Intvl       int    `json:"intvl"`
 	Cnt         int    `json:"cnt"`
 	UserTimeout int    `json:"user_timeout"`
+	// UserTimeoutErr is getsockopt(TCP_USER_TIMEOUT)'s error (MPTCP has none).
+	UserTimeoutErr string `json:"user_timeout_err"`
+	Protocol       int    `json:"protocol"` // SO_PROTOCOL
 }
 
 // sockHelper specs: KIND,ADDR[,ka=1][,idle=N][,intvl=N][,cnt=N][,ut=MS]
@@ -78,7 +106,11 @@ func sockHelper(specs []string) int {
 			fam = unix.AF_INET
 			sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 		}
-		fd, err := unix.Socket(fam, unix.SOCK_STREAM, 0)
+		proto := 0
+		if slices.Contains(parts[2:], "mptcp") {
+			proto = ipprotoMPTCP
+		}
+		fd, err := unix.Socket(fam, unix.SOCK_STREAM, proto)
 		if err != nil {
 			return fail("socket: %v", err)
 		}
@@ -87,6 +119,8 @@ func sockHelper(specs []string) int {
 			n, _ := strconv.Atoi(v)
 			level, name := unix.IPPROTO_TCP, 0
 			switch k {
+			case "mptcp":
+				continue
 			case "ka":
 				level, name = unix.SOL_SOCKET, unix.SO_KEEPALIVE
 			case "idle":
@@ -111,6 +145,24 @@ func sockHelper(specs []string) int {
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 			if err = unix.Bind(fd, sa); err == nil {
 				err = unix.Listen(fd, 128)
+			}
+			if kind == "chatter" && err == nil {
+				// Accept, and send one byte every 200 ms on every connection.
+				go func(fd int) {
+					for {
+						c, _, err := unix.Accept(fd)
+						if err != nil {
+							return
+						}
+						go func() {
+							for range time.Tick(200 * time.Millisecond) {
+								if _, err := unix.Write(c, []byte{'x'}); err != nil {
+									return
+								}
+							}
+						}()
+					}
+				}(fd)
 			}
 			if kind == "serve" && err == nil {
 				go func(fd int) {
@@ -138,7 +190,10 @@ func sockHelper(specs []string) int {
 		h.Idle, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
 		h.Intvl, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
 		h.Cnt, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
-		h.UserTimeout, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		if h.UserTimeout, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT); err != nil {
+			h.UserTimeoutErr = err.Error()
+		}
+		h.Protocol, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
 		out.Encode(h)
 	}
 	fmt.Println("ready")

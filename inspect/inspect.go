@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/internal/pod"
+	kproc "github.com/kadiag/kadiag/internal/proc"
 )
 
 // Schema names the JSON layout of a Report.
@@ -23,8 +24,10 @@ const Schema = "kadiag.sockets/v1"
 // Errors a scan returns, wrapped with the pid or path they concern; test
 // them with errors.Is.
 var (
-	// ErrNoProcess means a requested pid does not exist.
-	ErrNoProcess = errors.New("no such process")
+	// ErrNoProcess means a requested pid does not exist. It is
+	// proc.ErrNoProcess, the one value every kadiag package returns; errors
+	// about one pid are *proc.PIDError values (errors.As).
+	ErrNoProcess = kproc.ErrNoProcess
 	// ErrPermission means the caller may not read a process's descriptors or
 	// enter its network namespace.
 	ErrPermission = errors.New("permission denied")
@@ -76,6 +79,10 @@ type Options struct {
 	// NoExact skips pidfd_getfd and infers every value from kernel timers,
 	// as an unprivileged caller gets them.
 	NoExact bool
+
+	// beforeDup, when set, runs before each descriptor is duplicated: tests
+	// use it to reuse a descriptor number between listing and duplication.
+	beforeDup func(pid, fd int)
 }
 
 // Report is the result of a scan, grouped by process. Its JSON form is the
@@ -134,9 +141,17 @@ type Sysctl struct {
 // settings and verdict. FD is -1 when the socket was found through a
 // namespace rather than a process.
 type Socket struct {
-	FD        int       `json:"fd"`        // descriptor in the process, -1 for --netns
-	Inode     uint64    `json:"inode"`     // socket inode, as ss -e shows it (ino:)
-	Family    string    `json:"family"`    // "inet" or "inet6" (IPv4-mapped addresses print as IPv4)
+	FD     int    `json:"fd"`     // descriptor in the process, -1 for --netns
+	Inode  uint64 `json:"inode"`  // socket inode, as ss -e shows it (ino:)
+	Family string `json:"family"` // "inet" or "inet6" (IPv4-mapped addresses print as IPv4)
+	// Protocol is "tcp" or "mptcp" (Multipath TCP: every Go ≥ 1.24 net.Listen
+	// listener, programs run under mptcpize). MPTCP sockets take the
+	// keepalive options but have no TCP_USER_TIMEOUT.
+	Protocol string `json:"protocol"`
+	// Netns is set only for a socket that lives in another network namespace
+	// than its process ("net:[inode]", read with SIOCGSKNS on the duplicate):
+	// created there before or after a setns, or received over a UNIX socket.
+	Netns     string    `json:"netns,omitempty"`
 	State     string    `json:"state"`     // kernel TCP state: ESTABLISHED, LISTEN, CLOSE_WAIT, ...
 	Local     string    `json:"local"`     // "198.18.0.2:43210" or "[fd00::2]:443"
 	Remote    string    `json:"remote"`    // the peer, same form
@@ -168,13 +183,21 @@ type Socket struct {
 // time is estimated from the timer and interval and count are the
 // namespace's sysctls.
 type Keepalive struct {
-	Enabled       bool   `json:"enabled"`         // SO_KEEPALIVE
-	IdleS         int    `json:"idle_s"`          // TCP_KEEPIDLE: idle seconds before the first probe
-	IntervalS     int    `json:"interval_s"`      // TCP_KEEPINTVL: seconds between probes
-	Count         int    `json:"count"`           // TCP_KEEPCNT: unanswered probes before giving up
-	UserTimeoutMs int    `json:"user_timeout_ms"` // TCP_USER_TIMEOUT, 0 when unset
-	TimerArmed    bool   `json:"timer_armed"`     // the kernel's keepalive timer is pending
-	NextProbeMs   int64  `json:"next_probe_ms"`   // until the timer fires (when armed)
-	ProbesSent    int    `json:"probes_sent"`     // unanswered probes so far
-	Source        Source `json:"source"`          // how the values were obtained
+	Enabled       bool `json:"enabled"`         // SO_KEEPALIVE
+	IdleS         int  `json:"idle_s"`          // TCP_KEEPIDLE: idle seconds before the first probe
+	IntervalS     int  `json:"interval_s"`      // TCP_KEEPINTVL: seconds between probes
+	Count         int  `json:"count"`           // TCP_KEEPCNT: unanswered probes before giving up
+	UserTimeoutMs int  `json:"user_timeout_ms"` // TCP_USER_TIMEOUT, 0 when unset
+	// UserTimeoutUnsupported: the socket has no TCP_USER_TIMEOUT at all
+	// (MPTCP answers EOPNOTSUPP); shown as "not supported", not as a failure.
+	UserTimeoutUnsupported bool  `json:"user_timeout_unsupported,omitempty"`
+	TimerArmed             bool  `json:"timer_armed"`   // the kernel's keepalive timer is pending
+	NextProbeMs            int64 `json:"next_probe_ms"` // until the timer fires (when armed)
+	// IdleLowerBound: IdleS is inferred and only a lower bound. The kernel
+	// re-arms the keepalive timer lazily (when it fires, for the time still
+	// missing), so after traffic "time since last receive + time until the
+	// timer fires" is below the socket's real TCP_KEEPIDLE.
+	IdleLowerBound bool   `json:"idle_lower_bound,omitempty"`
+	ProbesSent     int    `json:"probes_sent"` // unanswered probes so far
+	Source         Source `json:"source"`      // how the values were obtained
 }

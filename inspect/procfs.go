@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/kadiag/kadiag/internal/label"
+	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,15 +23,25 @@ type fdSocket struct {
 	inode uint64
 }
 
-// procErr turns a procfs error about pid into one of the package's errors.
+// procErr turns a procfs error about pid into a *proc.PIDError wrapping one
+// of the package's errors.
 func procErr(pid int, what string, err error) error {
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
-		return fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
+		return kproc.Errorf(pid, "%w", ErrNoProcess)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-		return fmt.Errorf("pid %d: %s: %w (run as root, or as the process's own user)", pid, what, ErrPermission)
+		return kproc.Errorf(pid, "%s: %w (%s)", what, ErrPermission, procHint())
 	}
-	return fmt.Errorf("pid %d: %s: %w", pid, what, err)
+	return kproc.Errorf(pid, "%s: %w", what, err)
+}
+
+// procHint says how to get the right to read another process's /proc
+// entries, for the user kadiag runs as.
+func procHint() string {
+	if kproc.IsRoot() {
+		return "root without CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH: grant them, see docs/privileges.md"
+	}
+	return "run as root, or as the process's own user"
 }
 
 // comm returns the process's command name.
@@ -81,7 +93,7 @@ func socketFDs(pid int, out []fdSocket) ([]fdSocket, error) {
 		}
 		for b := dents[:n]; len(b) >= 19; {
 			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
-			reclen := int(b[16]) | int(b[17])<<8
+			reclen := int(binary.NativeEndian.Uint16(b[16:]))
 			if reclen < 19 || reclen > len(b) {
 				break
 			}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	kproc "github.com/kadiag/kadiag/internal/proc"
+	"github.com/kadiag/kadiag/internal/sockfd"
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -21,7 +23,7 @@ func ScanPIDs(pids []int, o Options) (*Report, error) {
 	seen := map[int]bool{}
 	for _, pid := range pids {
 		if pid <= 0 {
-			return nil, fmt.Errorf("pid %d: %w (pids are positive)", pid, ErrNoProcess)
+			return nil, kproc.Errorf(pid, "%w (pids are positive)", ErrNoProcess)
 		}
 		if seen[pid] {
 			continue
@@ -45,7 +47,7 @@ func PID(pid int, o Options) (Process, error) {
 		return Process{}, err
 	}
 	if len(r.Processes) == 0 {
-		return Process{}, fmt.Errorf("pid %d: %w (it exited during the scan)", pid, ErrNoProcess)
+		return Process{}, kproc.Errorf(pid, "%w (it exited during the scan)", ErrNoProcess)
 	}
 	return r.Processes[0], nil
 }
@@ -74,7 +76,7 @@ func ScanAll(o Options) (*Report, error) {
 		}
 	}
 	if denied > 0 {
-		s.notef("%d processes skipped: their namespaces cannot be read (run as root, or grant CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN: see docs/privileges.md)", denied)
+		s.notef("%d processes skipped: their namespaces cannot be read (%s)", denied, privHint("CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN"))
 	}
 	if err := s.run(false); err != nil {
 		return nil, err
@@ -115,14 +117,13 @@ func ScanNetns(path string, o Options) (*Report, error) {
 	}
 	p := Process{Netns: n.id, NetnsPath: path, Sysctl: n.sysctl, Sockets: make([]Socket, 0, len(n.sockets))}
 	for _, e := range n.sockets {
-		m := e.socket()
 		sk := newSocket(-1, &e)
-		sk.setInferred(&m, n.sysctl)
+		sk.setInferred(&e, n.sysctl)
 		p.Sockets = append(p.Sockets, sk)
 	}
 	sort.Slice(p.Sockets, func(i, j int) bool { return p.Sockets[i].Inode < p.Sockets[j].Inode })
 	s.procs = []*proc{{Process: p, pfd: -1}}
-	s.notef("--netns maps no processes, so keepalive values are inferred from kernel timers (use --pid or --all as root for exact values)")
+	s.notef("--netns maps no processes, so keepalive values are inferred from kernel timers (use --pid or --all for exact values: they need root or CAP_SYS_PTRACE)")
 	return s.report(), nil
 }
 
@@ -137,6 +138,12 @@ type proc struct {
 	denied atomic.Bool // duplicating descriptors was refused
 	gone   atomic.Bool
 	slots  []Socket // one per fd; FD -1 marks a slot left empty
+
+	mu      sync.Mutex
+	missing []fdSocket // sockets not in the namespace's dump, checked by foreign
+	// cgroupV1 says why descriptors must not be duplicated (net_cls or
+	// net_prio v1: pidfd_getfd would rewrite the sockets' classid), or "".
+	cgroupV1 string
 }
 
 // scan collects processes, then loads their namespaces and sockets in
@@ -146,6 +153,7 @@ type scan struct {
 	procs   []*proc
 	nss     map[uint64]*namespace
 	selfIno uint64
+	cgroups *cgroupGuard // nil unless a net_cls/net_prio v1 hierarchy is mounted
 
 	mu    sync.Mutex
 	notes []string
@@ -155,7 +163,11 @@ func newScan(o Options) *scan {
 	if o.MaxIdle <= 0 {
 		o.MaxIdle = middlebox.DefaultIdle
 	}
-	return &scan{o: o, nss: map[uint64]*namespace{}, selfIno: selfNetns()}
+	s := &scan{o: o, nss: map[uint64]*namespace{}, selfIno: selfNetns()}
+	if !o.NoExact {
+		s.cgroups = newCgroupGuard(procRoot)
+	}
+	return s
 }
 
 func (s *scan) notef(format string, args ...any) {
@@ -179,7 +191,7 @@ func (s *scan) addProcess(pid int) error {
 		if !n.same {
 			if n.h, err = openNetns(n.path); err != nil {
 				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-					return fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
+					return kproc.Errorf(pid, "%w", ErrNoProcess)
 				}
 				return err
 			}
@@ -292,6 +304,7 @@ func (s *scan) run(explicit bool) error {
 		}
 	}
 	parallel(len(tasks), func(i int) { s.join(tasks[i].p, tasks[i].lo, tasks[i].hi) })
+	s.foreign()
 	inferred := 0
 	for _, p := range s.procs {
 		if p.pfd >= 0 {
@@ -309,9 +322,16 @@ func (s *scan) run(explicit bool) error {
 		if p.denied.Load() {
 			inferred++
 		}
+		if p.cgroupV1 != "" {
+			s.notef("pid %d: keepalive values inferred from kernel timers, not read exactly: %s, and duplicating its sockets (pidfd_getfd) would rewrite their net_cls classid and net_prio index to kadiag's (cgroup v1); run kadiag in the same net_cls/net_prio cgroups for exact values (see docs/privileges.md)", p.PID, p.cgroupV1)
+		}
 	}
 	if inferred > 0 {
-		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets (pidfd_getfd, Linux 5.6+) needs root or CAP_SYS_PTRACE (run 'sudo kadiag sockets ...' for exact values)", inferred)
+		hint := "run 'sudo kadiag sockets ...' for exact values"
+		if kproc.IsRoot() {
+			hint = privHint("CAP_SYS_PTRACE")
+		}
+		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets (pidfd_getfd, Linux 5.6+) needs root or CAP_SYS_PTRACE (%s)", inferred, hint)
 	}
 	for _, p := range s.procs {
 		if p.gone.Load() && len(p.slots) > 0 {
@@ -334,6 +354,10 @@ func (s *scan) prepare(p *proc) bool {
 	p.slots = make([]Socket, len(p.fds))
 	p.pfd = -1
 	if s.o.NoExact {
+		return true
+	}
+	if why := s.cgroups.blocks(p.PID); why != "" {
+		p.cgroupV1 = why
 		return true
 	}
 	pfd, err := openPidfd(p.PID)
@@ -363,18 +387,30 @@ func (s *scan) join(p *proc, lo, hi int) {
 		sk.FD = -1
 		e, ok := p.ns.sockets[f.inode]
 		if !ok {
-			continue // not TCP, or closed since the listing
-		}
-		r := e.socket()
-		*sk = newSocket(f.fd, &e)
-		if !p.exact.Load() {
-			sk.setInferred(&r, p.ns.sysctl)
+			// Not TCP, closed since the listing, or a socket of another
+			// namespace: only its duplicate can tell (foreign).
+			if p.exact.Load() {
+				p.mu.Lock()
+				p.missing = append(p.missing, f)
+				p.mu.Unlock()
+			}
 			continue
 		}
-		o, err := p.pfd.read(f.fd)
+		*sk = newSocket(f.fd, &e)
+		if !p.exact.Load() {
+			sk.setInferred(&e, p.ns.sysctl)
+			continue
+		}
+		if s.o.beforeDup != nil {
+			s.o.beforeDup(p.PID, f.fd)
+		}
+		o, err := p.pfd.read(f.fd, f.inode)
 		switch {
 		case err == nil:
-			sk.setExact(o, &r)
+			sk.setExact(o, &e)
+		case errors.Is(err, sockfd.ErrReused):
+			sk.FD = -1
+			s.notef("pid %d %v; skipped", p.PID, err)
 		case errors.Is(err, unix.ESRCH):
 			p.gone.Store(true)
 			return
@@ -383,9 +419,10 @@ func (s *scan) join(p *proc, lo, hi int) {
 		case denied(err):
 			p.exact.Store(false)
 			p.denied.Store(true)
-			sk.setInferred(&r, p.ns.sysctl)
+			sk.setInferred(&e, p.ns.sysctl)
 		default:
-			sk.setInferred(&r, p.ns.sysctl)
+			sk.setInferred(&e, p.ns.sysctl)
+			sk.Reason = fmt.Sprintf("getsockopt: %v; values inferred from kernel timers", err)
 		}
 	}
 }

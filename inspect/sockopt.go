@@ -3,16 +3,29 @@ package inspect
 import (
 	"errors"
 
+	"github.com/kadiag/kadiag/internal/sockfd"
 	"golang.org/x/sys/unix"
 )
 
+// ipprotoMPTCP is SO_PROTOCOL of a Multipath TCP socket. Go ≥ 1.24 makes
+// every net.Listen listener one; its subflows are plain TCP sockets the
+// process holds no descriptor for.
+const ipprotoMPTCP = 262
+
 // options are a socket's exact keepalive settings, read with getsockopt.
 type options struct {
-	keepalive   bool
-	idle        int
-	intvl       int
-	cnt         int
-	userTimeout int
+	keepalive bool
+	idle      int
+	intvl     int
+	cnt       int
+	// userTimeout is TCP_USER_TIMEOUT; noUserTimeout means the socket has no
+	// such option (MPTCP answers EOPNOTSUPP or ENOPROTOOPT).
+	userTimeout   int
+	noUserTimeout bool
+	mptcp         bool
+	// netns is the socket's own network namespace inode (SIOCGSKNS), 0 when
+	// it could not be read.
+	netns uint64
 }
 
 // pidfd duplicates another process's descriptors. It needs ptrace-attach
@@ -37,17 +50,27 @@ func (p pidfd) exited() bool {
 	return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
 }
 
-// read duplicates fd and reads its options. Options the socket never set
-// read as its namespace's sysctls, which is exactly what the kernel uses.
-func (p pidfd) read(fd int) (options, error) {
-	nfd, err := unix.PidfdGetfd(int(p), fd, 0)
+// read duplicates fd, checks on the copy that it is still the socket with
+// inode ino (sockfd.Dup), and reads its options. Options the socket never
+// set read as its namespace's sysctls, which is exactly what the kernel uses.
+func (p pidfd) read(fd int, ino uint64) (options, error) {
+	nfd, err := sockfd.Dup(int(p), fd, ino)
 	if err != nil {
 		return options{}, err
 	}
 	defer unix.Close(nfd)
+	return readOptions(nfd)
+}
+
+// readOptions reads the keepalive options of an open socket. Whether it is
+// an MPTCP socket comes from the MPTCP dump (or isTCP for sockets found
+// outside it), and its namespace from SIOCGSKNS only where it is not
+// known: a socket found by inode in a namespace's dump lives there (socket
+// inodes are unique host-wide), so the hot path costs no extra syscalls.
+func readOptions(nfd int) (options, error) {
 	var o options
-	var ka int
-	if ka, err = unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil {
+	ka, err := unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	if err != nil {
 		return o, err
 	}
 	o.keepalive = ka != 0
@@ -61,7 +84,16 @@ func (p pidfd) read(fd int) (options, error) {
 		return o, err
 	}
 	o.userTimeout, err = unix.GetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	if unsupported(err) {
+		// Not a missing privilege: the protocol has no such option.
+		o.userTimeout, o.noUserTimeout, err = 0, true, nil
+	}
 	return o, err
+}
+
+// unsupported reports whether err means the socket's protocol lacks an option.
+func unsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT)
 }
 
 // denied reports whether err means the caller lacks the right to duplicate

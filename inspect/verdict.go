@@ -5,7 +5,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/vishvananda/netlink"
+	kproc "github.com/kadiag/kadiag/internal/proc"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -31,9 +32,10 @@ const timerKeepalive = 2
 // the verdict come later.
 func newSocket(fd int, m *diagEntry) Socket {
 	s := Socket{
-		FD:     fd,
-		Inode:  uint64(m.inode),
-		Family: "inet",
+		FD:       fd,
+		Inode:    uint64(m.inode),
+		Family:   "inet",
+		Protocol: "tcp",
 		// An IPv4-mapped IPv6 address is shown as the IPv4 address it is.
 		Local:          netip.AddrPortFrom(m.src.Unmap(), m.sport).String(),
 		Remote:         netip.AddrPortFrom(m.dst.Unmap(), m.dport).String(),
@@ -45,6 +47,9 @@ func newSocket(fd int, m *diagEntry) Socket {
 	}
 	if m.family == unix.AF_INET6 {
 		s.Family = "inet6"
+	}
+	if m.mptcp {
+		s.Protocol = "mptcp"
 	}
 	if int(m.state) < len(stateNames) {
 		s.State = stateNames[m.state]
@@ -65,60 +70,83 @@ func newSocket(fd int, m *diagEntry) Socket {
 }
 
 // setExact records values read with getsockopt.
-func (s *Socket) setExact(o options, m *netlink.Socket) {
+func (s *Socket) setExact(o options, m *diagEntry) {
 	s.Keepalive = Keepalive{
-		Enabled:       o.keepalive,
-		IdleS:         o.idle,
-		IntervalS:     o.intvl,
-		Count:         o.cnt,
-		UserTimeoutMs: o.userTimeout,
-		Source:        Exact,
+		Enabled:                o.keepalive,
+		IdleS:                  o.idle,
+		IntervalS:              o.intvl,
+		Count:                  o.cnt,
+		UserTimeoutMs:          o.userTimeout,
+		UserTimeoutUnsupported: o.noUserTimeout,
+		Source:                 Exact,
+	}
+	// Only MPTCP answers TCP_USER_TIMEOUT with EOPNOTSUPP: a kernel without
+	// mptcp_diag still gets the protocol right.
+	if o.mptcp || o.noUserTimeout {
+		s.Protocol = "mptcp"
 	}
 	s.setTimer(m)
 }
 
-func (s *Socket) setTimer(m *netlink.Socket) {
-	if m.Timer == timerKeepalive && m.State != stateFinWait2 {
+func (s *Socket) setTimer(m *diagEntry) {
+	if m.timer == timerKeepalive && m.state != stateFinWait2 {
 		s.Keepalive.TimerArmed = true
-		s.Keepalive.NextProbeMs = int64(m.Expires)
-		s.Keepalive.ProbesSent = int(m.Retrans)
+		s.Keepalive.NextProbeMs = int64(m.expires)
+		s.Keepalive.ProbesSent = int(m.retrans)
 	}
 }
 
 // setInferred estimates the keepalive values from the kernel's timers, for
 // callers that may not duplicate the socket. The keepalive timer of an
-// established socket is pending exactly when SO_KEEPALIVE is on; it fires at
-// last activity + idle, so idle ≈ time since last activity + time to expiry.
-// Interval and count cannot be seen and are taken from the namespace.
-func (s *Socket) setInferred(m *netlink.Socket, sys Sysctl) {
+// established socket is pending exactly when SO_KEEPALIVE is on. It fires
+// at most idle after the last receive, and the kernel re-arms it lazily:
+// when it fires early (data came since it was armed) it waits only for the
+// time still missing. So "time since last receive + time to expiry" is the
+// idle gap the flow will have reached when the next probe leaves, and only a
+// lower bound of TCP_KEEPIDLE. Interval and count cannot be seen and are
+// taken from the namespace.
+func (s *Socket) setInferred(m *diagEntry, sys Sysctl) {
 	s.Keepalive = Keepalive{Source: Inferred}
 	s.setTimer(m)
 	switch {
-	case m.State == stateListen:
+	case m.state == stateListen:
 		s.Keepalive.Source = Unknown
-		s.Reason = "a listener's options cannot be inferred without privilege"
-	case m.State == stateFinWait2:
+		s.Reason = "a listener's options cannot be inferred from kernel timers: " + exactHint()
+	case m.state == stateFinWait2:
 		// FIN_WAIT2 uses the same kernel timer for its own timeout.
 		s.Keepalive.Source = Unknown
 		s.Reason = "FIN_WAIT2 shares the keepalive timer; cannot infer"
-	case m.Timer == timerKeepalive:
+	case m.timer == timerKeepalive:
 		s.Keepalive.Enabled = true
 		s.Keepalive.IntervalS = sys.KeepaliveIntvl
 		s.Keepalive.Count = sys.KeepaliveProbes
-		if m.Retrans > 0 {
+		if m.retrans > 0 {
 			s.Keepalive.Source = Unknown
-			s.Reason = fmt.Sprintf("keepalive on, %d probes unanswered; idle cannot be inferred while probing", m.Retrans)
+			s.Reason = fmt.Sprintf("keepalive on, %d probes unanswered; idle cannot be inferred while probing", m.retrans)
 			return
 		}
 		since := min(s.LastDataRecvMs, s.LastAckRecvMs)
-		s.Keepalive.IdleS = int((since + int64(m.Expires) + 500) / 1000)
-	case m.Timer == 0 && m.State != 2 && m.State != 7:
+		s.Keepalive.IdleS = int((since + int64(m.expires) + 500) / 1000)
+		s.Keepalive.IdleLowerBound = true
+	case m.timer == 0 && m.state != 2 && m.state != 7:
 		// Nothing in flight and no timer: keepalive is off.
 	default:
 		s.Keepalive.Source = Unknown
 		s.Reason = fmt.Sprintf("the %s timer hides the keepalive timer; cannot infer", s.Timer)
 	}
 }
+
+// exactHint says how to get exact values, for the user kadiag runs as.
+func exactHint() string {
+	if kproc.IsRoot() {
+		return "exact values need pidfd_getfd on the process (see the scan's notes)"
+	}
+	return "exact values need root or CAP_SYS_PTRACE (pidfd_getfd)"
+}
+
+// maxKeepIdle is the largest TCP_KEEPIDLE Linux accepts (MAX_TCP_KEEPIDLE):
+// a middlebox timeout above it is met by any socket with keepalive on.
+const maxKeepIdle = 32767 * time.Second
 
 // deadPeer is how long a dead peer of an idle connection goes unnoticed.
 // With TCP_USER_TIMEOUT the kernel gives up at the first probe at or after
@@ -165,7 +193,15 @@ func Judge(s *Socket, maxIdle time.Duration) (Verdict, string) {
 		}
 		return AtRisk, "keepalive off"
 	}
-	if time.Duration(k.IdleS)*time.Second >= maxIdle {
+	idle := time.Duration(k.IdleS) * time.Second
+	switch {
+	case k.IdleLowerBound && idle >= maxIdle:
+		// The flow will have been idle that long when the next probe leaves.
+		return AtRisk, fmt.Sprintf("first probe after at least %ds (inferred), middlebox forgets after %ds", k.IdleS, int(maxIdle/time.Second))
+	case k.IdleLowerBound && maxIdle <= maxKeepIdle:
+		return Undetermined, fmt.Sprintf("keepalive on, first probe after at least %ds (inferred lower bound: the kernel re-arms its timer lazily), middlebox forgets after %ds; %s",
+			k.IdleS, int(maxIdle/time.Second), exactHint())
+	case idle >= maxIdle:
 		return AtRisk, fmt.Sprintf("first probe after %ds, middlebox forgets after %ds", k.IdleS, int(maxIdle/time.Second))
 	}
 	return OK, ""

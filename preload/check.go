@@ -1,13 +1,13 @@
 package preload
 
 import (
-	"bufio"
 	"bytes"
 	"debug/buildinfo"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/prometheus/procfs"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,14 +16,16 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/internal/label"
+	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
 // CheckSchema names the JSON contract of CheckResult.
 const CheckSchema = "kadiag.preload.check/v1"
 
-// ErrNoProcess is returned (wrapped) by Check for a pid that does not exist.
-var ErrNoProcess = errors.New("no such process")
+// ErrNoProcess is returned (wrapped in a *proc.PIDError) by Check for a pid
+// that does not exist. It is proc.ErrNoProcess, the module's one value.
+var ErrNoProcess = kproc.ErrNoProcess
 
 // Binary describes the program a process runs, as far as LD_PRELOAD cares.
 type Binary struct {
@@ -76,9 +78,23 @@ type CheckResult struct {
 // them. Reading sockets and another user's environment needs root or
 // CAP_SYS_PTRACE.
 func Check(pid int) (*CheckResult, error) {
+	return check(pid, nil)
+}
+
+// CheckSockets is Check on sockets the caller read (SocketsOf), so the
+// verdict and the caller's own report rest on one reading of them.
+func CheckSockets(pid int, socks []Socket) (*CheckResult, error) {
+	if socks == nil {
+		socks = []Socket{}
+	}
+	return check(pid, socks)
+}
+
+// check reads the sockets itself when socks is nil.
+func check(pid int, socks []Socket) (*CheckResult, error) {
 	proc := fmt.Sprintf("/proc/%d", pid)
 	if _, err := os.Stat(proc); err != nil {
-		return nil, fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+		return nil, kproc.Errorf(pid, "%w", ErrNoProcess)
 	}
 	r := &CheckResult{Schema: CheckSchema, PID: pid, Sockets: []SocketCheck{}}
 	if b, err := os.ReadFile(proc + "/comm"); err == nil {
@@ -108,9 +124,10 @@ func Check(pid int) (*CheckResult, error) {
 	if libPath != "" {
 		r.Library.Libc = libcOfLibrary(filepath.Join(proc, "root", libPath))
 	}
-	socks, err := TCPSockets(pid)
-	if err != nil {
-		return nil, err
+	if socks == nil {
+		if socks, err = TCPSockets(pid); err != nil {
+			return nil, err
+		}
 	}
 	for _, s := range socks {
 		r.Sockets = append(r.Sockets, judge(s, r.Config))
@@ -144,7 +161,7 @@ func judge(s Socket, c Config) SocketCheck {
 	if c.Count != 0 && s.Count > c.Count {
 		p = append(p, fmt.Sprintf("count %d, configured %d", s.Count, c.Count))
 	}
-	if c.UserTimeout != 0 && (s.UserTimeout == 0 || s.UserTimeout > c.UserTimeout) {
+	if c.UserTimeout != 0 && !s.NoUserTimeout && (s.UserTimeout == 0 || s.UserTimeout > c.UserTimeout) {
 		p = append(p, fmt.Sprintf("user timeout %v, configured %v", s.UserTimeout, c.UserTimeout))
 	}
 	if len(p) > 0 {
@@ -245,7 +262,7 @@ func readBinary(pid int) (Binary, error) {
 	f, err := os.Open(exe)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return b, fmt.Errorf("%w: pid %d (or it is a kernel thread)", ErrNoProcess, pid)
+			return b, kproc.Errorf(pid, "%w (or it is a kernel thread)", ErrNoProcess)
 		}
 		return b, fmt.Errorf("read the program of pid %d: %w (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, err)
 	}
@@ -316,24 +333,30 @@ func readEnviron(pid int) ([]string, error) {
 // mapped looks for the library in /proc/PID/maps: any file named like ours,
 // or the exact LD_PRELOAD entry.
 func mapped(pid int, preload string) (bool, string, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procMaps(pid)
 	if err != nil {
 		return false, "", fmt.Errorf("maps of pid %d: %w (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, err)
 	}
-	defer f.Close()
 	entry := preloadEntry(preload)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
+	for _, m := range maps {
+		path := m.Pathname
+		if path == "" {
 			continue
 		}
-		path := strings.Join(fields[5:], " ")
 		if strings.HasPrefix(filepath.Base(path), "libkadiag_keepalive") || (entry != "" && path == entry) {
 			return true, strings.TrimSuffix(path, " (deleted)"), nil
 		}
 	}
-	return false, "", sc.Err()
+	return false, "", nil
+}
+
+// procMaps reads /proc/PID/maps with prometheus/procfs.
+func procMaps(pid int) ([]*procfs.ProcMap, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return nil, err
+	}
+	return p.ProcMaps()
 }
 
 // libcOfLibrary tells a glibc build (needs libc.so.6) from a musl build

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kadiag/kadiag/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -147,7 +148,7 @@ func TestAcceptedInherit(t *testing.T) {
 	}
 }
 
-// TestOthersUntouched: UDP, UNIX, RAW (also with IPPROTO_TCP) and MPTCP
+// TestOthersUntouched: UDP, UNIX, RAW (also with IPPROTO_TCP) and SCTP
 // sockets keep SO_KEEPALIVE off, exactly as without the library.
 func TestOthersUntouched(t *testing.T) {
 	testenv.Privileged(t) // raw sockets
@@ -284,5 +285,54 @@ func TestThreads(t *testing.T) {
 		if got := strings.TrimSpace(string(out)); got != "threads keepalive=1 idle=42 bad=0" {
 			t.Errorf("%s: %q", tc.compiler, got)
 		}
+	}
+}
+
+// TestMPTCPManaged: IPPROTO_MPTCP stream sockets cross the same middleboxes
+// and are managed too, with the keepalive options only (MPTCP has no
+// TCP_USER_TIMEOUT): checked with getsockopt inside the client, with
+// kadiag's outside view and with ss -tonie (issue 12 item 1). The listener
+// is Go's, an MPTCP one since Go 1.24, so the connection is MPTCP end to end.
+func TestMPTCPManaged(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "ss")
+	for _, tc := range []struct {
+		compiler string
+		target   Target
+	}{{"gcc", amd64Glibc}, {"musl-gcc", amd64Musl}} {
+		t.Run(tc.compiler, func(t *testing.T) {
+			bin := client(t, tc.compiler)
+			so := lib(t, tc.target)
+			addr := listen(t, "tcp4", "127.0.0.1:0")
+			host, port := hostPort(t, addr)
+			p := start(t, []string{"LD_PRELOAD=" + so, "KADIAG_USER_TIMEOUT=5s"}, bin, "tcp4", host, port, "_", "mptcp")
+			in := parseOpts(t, p.line(t))
+			want := opts{1, 60, 15, 4, -int(unix.EOPNOTSUPP)}
+			if in != want {
+				t.Errorf("inside (getsockopt in the client): %v, want %v (TCP_USER_TIMEOUT: EOPNOTSUPP)", in, want)
+			}
+			out := outside(t, p.cmd.Process.Pid, remoteIs(addr))
+			if want.UserTimeout = 0; out != want {
+				t.Errorf("outside (kadiag sockets): %v, want %v", out, want)
+			}
+			// preload check: the configured user timeout cannot apply to an
+			// MPTCP socket, which is no reason to call the library ineffective.
+			c, err := Check(p.cmd.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range c.Sockets {
+				if s.Remote == addr && !s.OK {
+					t.Errorf("preload check: MPTCP socket %+v: %s", s.Socket, s.Problem)
+				}
+			}
+			ss, err := exec.Command("ss", "-tonie", "state", "established", "dst", addr).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(ss), "timer:(keepalive,") {
+				t.Errorf("ss -tonie shows no keepalive timer on the client's subflow:\n%s", ss)
+			}
+		})
 	}
 }

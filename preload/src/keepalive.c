@@ -6,7 +6,9 @@
  *
  * Rules this file keeps, because the libraries in the field each broke one:
  *  - only AF_INET/AF_INET6 + SOCK_STREAM (after masking SOCK_NONBLOCK and
- *    SOCK_CLOEXEC) + protocol 0 or IPPROTO_TCP is touched;
+ *    SOCK_CLOEXEC) + protocol 0, IPPROTO_TCP or IPPROTO_MPTCP is touched
+ *    (MPTCP flows cross the same middleboxes; it takes SO_KEEPALIVE and
+ *    TCP_KEEPIDLE/INTVL/CNT but has no TCP_USER_TIMEOUT);
  *  - errno after every hooked call is what the application would see without
  *    the library, and the library's own failures never reach it;
  *  - configuration is read once, before main in the normal case; the hot
@@ -39,6 +41,9 @@ __asm__(".symver dlsym,dlsym@GLIBC_2.2.5");
 __asm__(".symver dlsym,dlsym@GLIBC_2.17");
 #endif
 
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
 #ifndef TCP_USER_TIMEOUT
 #define TCP_USER_TIMEOUT 18
 #endif
@@ -319,7 +324,7 @@ static int managed(int domain, int type, int protocol)
 {
 	type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
 	return (domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM &&
-	       (protocol == 0 || protocol == IPPROTO_TCP);
+	       (protocol == 0 || protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP);
 }
 
 static void set_int(int fd, int level, int name, int v)
@@ -366,14 +371,15 @@ EXPORT int socket(int domain, int type, int protocol)
 	set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, cfg.idle);
 	set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, cfg.intvl);
 	set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, cfg.cnt);
-	set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, cfg.user_timeout);
+	if (protocol != IPPROTO_MPTCP)
+		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, cfg.user_timeout);
 	if (cfg.debug)
 		debug_socket(fd, domain);
 	errno = saved;
 	return fd;
 }
 
-/* is_tcp reports whether fd is an IPv4/IPv6 TCP socket, the only kind managed. */
+/* is_tcp reports whether fd is an IPv4/IPv6 TCP or MPTCP socket, the only kinds managed. */
 static int is_tcp(int fd)
 {
 	int domain = 0, proto = 0;
@@ -386,7 +392,7 @@ static int is_tcp(int fd)
 	len = sizeof proto;
 	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0)
 		return 0;
-	return proto == IPPROTO_TCP;
+	return proto == IPPROTO_TCP || proto == IPPROTO_MPTCP;
 }
 
 /*

@@ -104,11 +104,11 @@ static int addr(int family, const char *host, int port, struct sockaddr_storage 
 	return inet_pton(AF_INET6, host, &a->sin6_addr) == 1 ? 0 : -1;
 }
 
-static int tcp(int family, const char *host, int port, int nonblock, const char *mode)
+static int tcp(int family, const char *host, int port, int nonblock, int mptcp, const char *mode)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int fd = socket(family, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK | SOCK_CLOEXEC : 0), 0);
+	int fd = socket(family, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK | SOCK_CLOEXEC : 0), mptcp ? 262 : 0);
 
 	if (fd < 0 || addr(family, host, port, &ss, &len) != 0) {
 		perror("socket");
@@ -243,16 +243,18 @@ static int threads(long n)
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && (!strcmp(argv[1], "tcp4") || !strcmp(argv[1], "tcp6"))) {
-		int nonblock = 0;
+		int nonblock = 0, mptcp = 0;
 		const char *mode = NULL;
 		for (int i = 5; i < argc; i++) {
 			if (!strcmp(argv[i], "nonblock"))
 				nonblock = 1;
+			else if (!strcmp(argv[i], "mptcp"))
+				mptcp = 1;
 			else
 				mode = argv[i];
 		}
 		return tcp(argv[1][3] == '4' ? AF_INET : AF_INET6, argv[2], atoi(argv[3]) + atoi(argv[4]) * 0,
-			   nonblock, mode);
+			   nonblock, mptcp, mode);
 	}
 	if (argc >= 2 && (!strcmp(argv[1], "listen4") || !strcmp(argv[1], "listen6")))
 		return listener(argv[1][6] == '4' ? AF_INET : AF_INET6, argc > 2 ? argv[2] : NULL);
@@ -264,13 +266,12 @@ int main(int argc, char **argv)
 		other("raw6-tcp", AF_INET6, SOCK_RAW, IPPROTO_TCP);
 		other("udp4-as-stream-udp", AF_INET, SOCK_DGRAM, IPPROTO_UDP);
 		other("sctp", AF_INET, SOCK_STREAM, 132);
-		other("mptcp", AF_INET, SOCK_STREAM, 262);
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "threads"))
 		return threads(atol(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "errno"))
 		return errnos();
-	fprintf(stderr, "usage: client tcp4|tcp6 HOST PORT _ [nonblock] [weaken|strengthen] | listen4|listen6 [weaken] | others | errno\n");
+	fprintf(stderr, "usage: client tcp4|tcp6 HOST PORT _ [nonblock] [mptcp] [weaken|strengthen] | listen4|listen6 [weaken] | others | errno\n");
 	return 2;
 }
