@@ -228,14 +228,15 @@ func TestPerContainerSeries(t *testing.T) {
 	}
 }
 
-// Behind a real NAT namespace (established timeout 3 s) declared with
+// Behind a real NAT namespace (established timeout 8 s: a node-wide scan
+// on a loaded machine takes seconds) declared with
 // --conntrack-netns and --max-idle auto, a keepalive-off connection the
 // NAT has forgotten is counted dead (and idle past the timeout), while
 // its socket stays ESTABLISHED.
 func TestDeadConnectionsMetric(t *testing.T) {
 	testenv.Privileged(t)
 	testenv.Need(t, "python3", "nsenter")
-	lab := testenv.NewNATLab(t, 3*time.Second, 105)
+	lab := testenv.NewNATLab(t, 8*time.Second, 105)
 	startPy(t, lab.Server, holdServer, "8080")
 	pid := startPy(t, lab.Client, holdClient, lab.ServerIP, "off")
 	e := New(Options{Interval: time.Hour, PerProcess: true, Middleboxes: &nodebox.Options{
@@ -262,7 +263,7 @@ func TestDeadConnectionsMetric(t *testing.T) {
 	if d, idle := dead(); d != 0 || idle != 0 {
 		t.Fatalf("fresh flow: dead %v, idle %v; want 0 and 0", d, idle)
 	}
-	time.Sleep(5 * time.Second)
+	time.Sleep(10 * time.Second)
 	if d, idle := dead(); d != 1 || idle != 1 {
 		t.Fatalf("forgotten flow: dead %v, idle %v; want 1 and 1", d, idle)
 	}
