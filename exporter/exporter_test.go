@@ -94,7 +94,9 @@ func TestServeShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := New(Options{Interval: time.Second})
+	// A node-wide scan on a loaded machine takes seconds: the interval
+	// leaves the health check (three intervals) room for it.
+	e := New(Options{Interval: 10 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Serve(ctx, ln) }()

@@ -239,6 +239,7 @@ func TestDeadConnectionsMetric(t *testing.T) {
 	lab := testenv.NewNATLab(t, 8*time.Second, 105)
 	startPy(t, lab.Server, holdServer, "8080")
 	pid := startPy(t, lab.Client, holdClient, lab.ServerIP, "off")
+	connected := time.Now()
 	e := New(Options{Interval: time.Hour, PerProcess: true, Middleboxes: &nodebox.Options{
 		MaxIdle: nodebox.MaxIdle{Auto: true}, ConntrackNetns: []string{lab.NAT.Path}}})
 	dead := func() (float64, float64) {
@@ -260,8 +261,15 @@ func TestDeadConnectionsMetric(t *testing.T) {
 		}
 		return d, idle
 	}
-	if d, idle := dead(); d != 0 || idle != 0 {
-		t.Fatalf("fresh flow: dead %v, idle %v; want 0 and 0", d, idle)
+	d, idle := dead()
+	if time.Since(connected) < 8*time.Second {
+		if d != 0 || idle != 0 {
+			t.Fatalf("fresh flow: dead %v, idle %v; want 0 and 0", d, idle)
+		}
+	} else {
+		// The machine is so loaded that the scan outlasted the NAT's
+		// timeout: the fresh state was never seen, only the forgotten one.
+		t.Logf("the first scan ended %s after the connection: past the NAT's timeout", time.Since(connected))
 	}
 	time.Sleep(10 * time.Second)
 	if d, idle := dead(); d != 1 || idle != 1 {
