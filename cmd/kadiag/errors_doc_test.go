@@ -14,7 +14,7 @@ import (
 
 // productDirs are the packages whose errors reach users.
 var productDirs = []string{".", "../../inspect", "../../preload", "../../capture", "../../simulate", "../../middlebox",
-	"../../doctor", "../../reports", "../../exporter", "../../internal/pod", "../../nodebox"}
+	"../../doctor", "../../reports", "../../exporter", "../../path", "../../internal/pod", "../../nodebox"}
 
 var verb = regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z]`)
 

@@ -57,7 +57,7 @@ func (p *podFlags) pids() ([]int, error) {
 }
 
 // maxIdleHelp is --max-idle's help for commands that take auto.
-const maxIdleHelp = "middlebox idle timeout: a duration, a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs), or auto (the smallest conntrack or IPVS timeout this node shows on each flow's path; auto,PRESET adds a hop the node cannot see)"
+const maxIdleHelp = "middlebox idle timeout: a duration, a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs), @FILE (a kadiag path measurement), or auto (the smallest conntrack or IPVS timeout this node shows on each flow's path; auto,PRESET or auto,@FILE adds a hop the node cannot see)"
 
 // nodeFlags are --max-idle (with auto) and --conntrack-netns.
 type nodeFlags struct {
