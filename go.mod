@@ -3,6 +3,7 @@ module github.com/kadiag/kadiag
 go 1.26.8
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/cloudflare/ipvs v0.12.0
 	github.com/google/nftables v0.3.0
 	github.com/google/shlex v0.0.0-20191202100458-e7afc7fbc510

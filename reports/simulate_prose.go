@@ -26,6 +26,15 @@ var scenarioWho = map[string]func(r *simulate.Result) string{
 	simulate.PreloadTooSlow: func(r *simulate.Result) string {
 		return fmt.Sprintf("with the library but idle %s, longer than the middlebox's %s", dur(r.SlowKeepIdleS), dur(r.LabIdleS))
 	},
+	simulate.FixLive: func(r *simulate.Result) string {
+		return fmt.Sprintf("keepalive off, fixed live by kadiag fix --pid before the middlebox forgot it (idle %s)", dur(r.KeepIdleS))
+	},
+	simulate.FixLiveLate: func(r *simulate.Result) string {
+		return "keepalive off, fixed live by kadiag fix --pid after the middlebox forgot it"
+	},
+	simulate.FixCgroup: func(r *simulate.Result) string {
+		return fmt.Sprintf("keepalive off, in a cgroup with kadiag fix's BPF programs (idle %s)", dur(r.KeepIdleS))
+	},
 }
 
 func dur(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

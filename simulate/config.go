@@ -174,7 +174,7 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Command) == 0 {
 		if len(c.Scenarios) == 0 {
-			c.Scenarios = Scenarios()
+			c.Scenarios = DefaultScenarios()
 		}
 		for _, s := range c.Scenarios {
 			if _, ok := LookupScenario(s); !ok {

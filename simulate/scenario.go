@@ -51,6 +51,9 @@ type Scenario struct {
 	// run as a lab error.
 	During func(ctx context.Context, s *Stage) error
 	At     func(t Timings) time.Duration
+	// OnRequest: run only when --scenario names it, not by default (it
+	// needs more than the lab's privileges: kadiag fix's CAP_BPF).
+	OnRequest bool
 }
 
 // ClientEnv is what a Scenario's Client builds its arguments from.
@@ -108,6 +111,9 @@ var scenarios = []Scenario{
 		t := e.Timings
 		return nil, e.Preload(t.SlowKeepIdle, t.KeepIntvl, t.KeepCnt)
 	}},
+	{Name: FixLive, Expect: ExpectOK, OnRequest: true, At: beforeForgetting, During: fixLive},
+	{Name: FixLiveLate, Expect: ExpectFail, OnRequest: true, At: afterForgetting, During: fixLive},
+	{Name: FixCgroup, Expect: ExpectOK, OnRequest: true, Prepare: fixCgroup},
 }
 
 // Scenarios returns the names of the built-in scenarios, in their order.
@@ -115,6 +121,18 @@ func Scenarios() []string {
 	names := make([]string, len(scenarios))
 	for i, s := range scenarios {
 		names[i] = s.Name
+	}
+	return names
+}
+
+// DefaultScenarios returns the scenarios a run without --scenario runs:
+// all but those run on request only.
+func DefaultScenarios() []string {
+	var names []string
+	for _, s := range scenarios {
+		if !s.OnRequest {
+			names = append(names, s.Name)
+		}
 	}
 	return names
 }

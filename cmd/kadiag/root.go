@@ -31,6 +31,7 @@ client waits until its read timeout (or forever).
   kadiag path      how long the real path keeps an idle flow, and what it does after
   kadiag preload   the bundled LD_PRELOAD library that turns keepalive on
   kadiag exporter  the keepalive risk of every process on a node, as Prometheus metrics
+  kadiag fix       turn keepalive on in a running process, or for every new connection of a cgroup
 
 Every command prints a table, or with -o json, junit, markdown or html;
 --report FILE (repeatable) writes the report to a file as well.

@@ -53,6 +53,10 @@ clients survive a server that answers after the flow was forgotten:
   sysctl            tcp_keepalive_time lowered, SO_KEEPALIVE still off    fails
   app               the client turns keepalive on itself                 ok
   preload-too-slow  the library with an idle above the middlebox's     fails
+On request (--scenario), with kadiag fix's capabilities:
+  fix-live          keepalive off, kadiag fix --pid before it is forgotten  ok
+  fix-live-late     the same, fixed after: fails at once, does not hang   fails
+  fix-cgroup        keepalive off, in a cgroup with kadiag fix's programs   ok
 
 With -- CMD ARGS, your own command runs in the client namespace instead,
 with the server's URL in $KADIAG_URL and in place of {url}; --expect says
@@ -83,7 +87,7 @@ outlives kadiag, not even when it is killed.`,
 	fl.StringVar(&f.after, "after", "", "what the middlebox does after expiry: reset (RST to the inside host), drop (silent) or heal (Linux loose conntrack)")
 	fl.StringVar(&f.responseDelay, "response-delay", "", "how long the server works before answering (default idle + 30s)")
 	fl.StringVar(&f.serverKeep, "server-keepalive", "", "the server probes on its own every D (its probes refresh the middlebox too)")
-	fl.StringSliceVar(&f.scenarios, "scenario", nil, "scenarios to run, comma-separated: "+strings.Join(simulate.Scenarios(), ",")+" (default all)")
+	fl.StringSliceVar(&f.scenarios, "scenario", nil, "scenarios to run, comma-separated: "+strings.Join(simulate.Scenarios(), ",")+" (default: all but the fix-* ones, which need kadiag fix's capabilities: CAP_BPF, CAP_SYS_PTRACE)")
 	fl.StringArrayVar(&f.hops, "hop", nil, "a middlebox of a chain, client side first (repeat): a preset ("+presetList()+"), idle=D,after=reset|drop|heal,nat=yes|no, or a chain ("+chainList()+")")
 	fl.StringVar(&f.server, "server", "", "run your own server (one string: \"CMD ARGS\", split as a shell would, run without one) instead of the built-in one; it must listen on {listen} ($KADIAG_LISTEN)")
 	fl.Float64Var(&f.scale, "scale", 1, "divide every duration kadiag controls by N (the kernel's 1 s minimum applies)")
