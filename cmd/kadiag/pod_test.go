@@ -109,6 +109,14 @@ func TestPodSelection(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &d); err != nil || d.PID != b.pid || d.Container.Name != "sidecar" || d.Container.Pod != "web-0" {
 		t.Errorf("doctor --pod: exit %d, %+v %v\n%s", code, d, err, stderr)
 	}
+	stdout, stderr, code = runKadiag(t, "fix", "--log-root", root, "--pod", "shop/web-0", "--container", "sidecar", "--dry-run", "-o", "json")
+	var fx struct {
+		Process struct{ PID int }
+		DryRun  bool `json:"dry_run"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &fx); err != nil || fx.Process.PID != b.pid || !fx.DryRun {
+		t.Errorf("fix --pod --dry-run: exit %d, %+v %v\n%s", code, fx, err, stderr)
+	}
 	stdout, stderr, code = runKadiag(t, "capture", "--log-root", root, "--pod", "shop/web-0", "--container", "app", "--duration", "1s", "-o", "json")
 	if code != 0 && code != 1 || !strings.Contains(stdout, `"flows"`) {
 		t.Errorf("capture --pod: exit %d\n%s\n%s", code, stdout, stderr)
@@ -125,6 +133,9 @@ func TestPodSelection(t *testing.T) {
 		{[]string{"doctor", "--pod", "other/x"}, "pod not found on this node"},
 		{[]string{"doctor", "--pod", "shop/web-0", "--pid", "1"}, "give --pid or --pod, not both"},
 		{[]string{"capture", "--pod", "shop/web-1"}, "pod not found on this node"},
+		{[]string{"fix", "--pod", "shop/web-1"}, "pod not found on this node"},
+		{[]string{"fix", "--pod", "shop/web-0", "--pid", "1"}, "give --pid or --pod, not both"},
+		{[]string{"fix", "--container", "app", "--list"}, "--container selects a container of --pod"},
 	} {
 		_, stderr, code := runKadiag(t, append(tt.args, "--log-root", root)...)
 		if code != 2 || !strings.Contains(stderr, tt.contains) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
