@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kadiag/kadiag/internal/label"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
 )
@@ -97,7 +98,7 @@ func check(pid int, socks []Socket) (*CheckResult, error) {
 	}
 	r := &CheckResult{Schema: CheckSchema, PID: pid, Sockets: []SocketCheck{}}
 	if b, err := os.ReadFile(proc + "/comm"); err == nil {
-		r.Comm = strings.TrimSpace(string(b))
+		r.Comm = label.Clean(strings.TrimSuffix(string(b), "\n"))
 	}
 	var err error
 	if r.Binary, err = readBinary(pid); err != nil {
