@@ -56,6 +56,31 @@ func startCapture(ns netns.NsHandle, ifname string) (*capture, error) {
 	return c, nil
 }
 
+// Capture drain: the client may exit the instant a packet (a RST, the
+// reply) reaches it, before the reader has taken that packet's copy from
+// the capture socket, and Close drops whatever is still queued. So stop
+// waits until the link has been quiet for captureQuiet, at most captureDrain.
+const (
+	captureQuiet = 100 * time.Millisecond
+	captureDrain = time.Second
+)
+
+// drain waits until no packet has arrived for captureQuiet (bounded by
+// captureDrain).
+func (c *capture) drain() {
+	n, since := -1, time.Now()
+	for deadline := time.Now().Add(captureDrain); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		c.mu.Lock()
+		m := len(c.pkts)
+		c.mu.Unlock()
+		if m != n {
+			n, since = m, time.Now()
+		} else if time.Since(since) >= captureQuiet {
+			return
+		}
+	}
+}
+
 func (c *capture) stop() []capturedPacket {
 	c.h.Close()
 	<-c.done

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -63,6 +64,14 @@ func runInLab(ctx context.Context, cfg *Config, t Timings, r labRun, who identit
 	var capts []*capture
 	// Whatever happens from here, the collectors stop before the lab goes.
 	stopAll := func(start time.Time) {
+		// Drain every link at once, then close them.
+		var wg sync.WaitGroup
+		for _, c := range capts {
+			if c != nil {
+				wg.Go(c.drain)
+			}
+		}
+		wg.Wait()
 		for i, c := range capts {
 			if c != nil {
 				ev.links = append(ev.links, c.stop())
