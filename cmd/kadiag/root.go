@@ -30,6 +30,7 @@ client waits until its read timeout (or forever).
   kadiag simulate  a lab with a middlebox that forgets idle flows, with and without the fix
   kadiag preload   the bundled LD_PRELOAD library that turns keepalive on
   kadiag exporter  the keepalive risk of every process on a node, as Prometheus metrics
+  kadiag fix       turn keepalive on in a running process, or for every new connection of a cgroup
 
 Every command prints a table, or with -o json, junit, markdown or html;
 --report FILE (repeatable) writes the report to a file as well.
