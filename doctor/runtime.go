@@ -1,9 +1,9 @@
 package doctor
 
 import (
-	"bufio"
 	"debug/buildinfo"
 	"fmt"
+	"github.com/prometheus/procfs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -162,21 +162,23 @@ func detectRuntime(pid int, b preload.Binary) Runtime {
 
 // mappedFiles lists the files mapped into the process, each once.
 func mappedFiles(pid int) []string {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
+	maps, err := p.ProcMaps()
+	if err != nil {
+		return nil
+	}
 	seen := map[string]bool{}
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || !strings.HasPrefix(fields[5], "/") || seen[fields[5]] {
+	for _, m := range maps {
+		path := m.Pathname
+		if !strings.HasPrefix(path, "/") || seen[path] {
 			continue
 		}
-		seen[fields[5]] = true
-		out = append(out, fields[5])
+		seen[path] = true
+		out = append(out, path)
 	}
 	return out
 }

@@ -1,15 +1,15 @@
 package inspect
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	knetns "github.com/kadiag/kadiag/internal/netns"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -88,18 +88,12 @@ func (n *namespace) load() {
 // dump returns every TCP socket of the namespace by inode. The dump is
 // decoded message by message into diagEntry values as it arrives, so a
 // namespace with 100,000 sockets costs a few MB, not one heap object per
-// field per socket as the library's SocketDiagTCPInfo result would.
+// field per socket. MPTCP sockets (their subflows are in the TCP dump under
+// the MPTCP socket's inode) are marked from a second, MPTCP dump.
 func dump(ns netns.NsHandle, same bool, id string) (_ map[uint64]diagEntry, interrupted bool, _ error) {
-	cur := netns.None()
-	if same {
-		ns = netns.None() // no switch: the caller's own namespace
-	}
-	// GetNetlinkSocketAt creates the socket inside ns: a netlink socket
-	// answers for the namespace it was created in.
-	sock, err := nl.GetNetlinkSocketAt(ns, cur, unix.NETLINK_INET_DIAG)
+	fd, err := diagSocket(ns, same)
 	if err != nil {
-		// The library flattens the setns error into text.
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || strings.Contains(err.Error(), unix.EPERM.Error()) {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			return nil, false, fmt.Errorf("enter network namespace %s: %w (%s; or run kadiag inside that namespace, e.g. with nsenter or kubectl exec)", id, ErrPermission, privHint("CAP_SYS_ADMIN"))
 		}
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
@@ -107,29 +101,24 @@ func dump(ns netns.NsHandle, same bool, id string) (_ map[uint64]diagEntry, inte
 		}
 		return nil, false, fmt.Errorf("inet_diag socket in %s: %w", id, err)
 	}
-	defer sock.Close()
-	handles := map[int]*nl.SocketHandle{unix.NETLINK_INET_DIAG: {Socket: sock}}
+	defer unix.Close(fd)
+	buf := make([]byte, diagBufferSize)
 	out := make(map[uint64]diagEntry)
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		// A dump interrupted by a concurrent change is retried: partial
 		// results would make live sockets look absent.
+		var intr bool
 		for try := 0; ; try++ {
-			req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP)
-			req.Sockets = handles
-			req.AddData(diagRequest{family: fam})
-			err = req.ExecuteIter(unix.NETLINK_INET_DIAG, nl.SOCK_DIAG_BY_FAMILY, func(msg []byte) bool {
-				if e, ok := decodeDiag(msg); ok && e.inode != 0 {
+			intr, err = dumpFamily(fd, buf, diagRequest{family: fam, protocol: unix.IPPROTO_TCP}, func(b []byte) {
+				if e, ok := decodeDiag(b); ok && e.inode != 0 {
 					out[uint64(e.inode)] = e
 				}
-				return true
 			})
-			if !errors.Is(err, netlink.ErrDumpInterrupted) || try == 2 {
+			if err != nil || !intr || try == 2 {
 				break
 			}
 		}
-		if errors.Is(err, netlink.ErrDumpInterrupted) {
-			interrupted = true
-		} else if err != nil {
+		if err != nil {
 			if fam == unix.AF_INET6 && (errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.ENOENT)) {
 				break // IPv6 is not built into this kernel: no inet6 sockets exist.
 			}
@@ -138,8 +127,102 @@ func dump(ns netns.NsHandle, same bool, id string) (_ map[uint64]diagEntry, inte
 			}
 			return nil, false, fmt.Errorf("inet_diag dump in %s: %w", id, err)
 		}
+		interrupted = interrupted || intr
 	}
+	markMPTCP(fd, buf, out)
 	return out, interrupted, nil
+}
+
+// markMPTCP marks the sockets that are MPTCP ones. Without mptcp_diag
+// (ENOENT) or MPTCP in the kernel nothing is marked: those sockets are TCP.
+func markMPTCP(fd int, buf []byte, out map[uint64]diagEntry) {
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		dumpFamily(fd, buf, diagRequest{family: fam, protocol: ipprotoMPTCP}, func(b []byte) {
+			if e, ok := decodeDiag(b); ok {
+				if x, ok := out[uint64(e.inode)]; ok {
+					x.mptcp = true
+					out[uint64(e.inode)] = x
+				}
+			}
+		})
+	}
+}
+
+// diagBufferSize holds the largest datagram a netlink dump sends (32 KiB).
+const diagBufferSize = 64 << 10
+
+// diagSocket opens a NETLINK_INET_DIAG socket inside ns: a netlink socket
+// answers for the namespace it was created in.
+func diagSocket(ns netns.NsHandle, same bool) (int, error) {
+	open := func() (int, error) {
+		return unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
+	}
+	if same {
+		return open()
+	}
+	fd := -1
+	err := knetns.Do(ns, func() error {
+		var err error
+		fd, err = open()
+		return err
+	})
+	return fd, err
+}
+
+// dumpFamily sends one SOCK_DIAG_BY_FAMILY dump request and calls f with
+// every answer's payload (an inet_diag_msg and its attributes). It reports
+// whether the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR).
+func dumpFamily(fd int, buf []byte, r diagRequest, f func([]byte)) (interrupted bool, _ error) {
+	const seq = 1
+	req := r.message(seq)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return false, err
+	}
+	for {
+		n, _, flags, _, err := unix.Recvmsg(fd, buf, nil, 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return interrupted, err
+		}
+		if flags&unix.MSG_TRUNC != 0 {
+			return interrupted, fmt.Errorf("inet_diag: message truncated")
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return interrupted, err
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue
+			}
+			interrupted = interrupted || m.Header.Flags&unix.NLM_F_DUMP_INTR != 0
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return interrupted, netlinkErrno(m.Data)
+			case unix.NLMSG_ERROR:
+				if err := netlinkErrno(m.Data); err != nil {
+					return interrupted, err
+				}
+				return interrupted, nil
+			default:
+				f(m.Data)
+			}
+		}
+	}
+}
+
+// netlinkErrno reads the negative errno that starts an NLMSG_ERROR or
+// NLMSG_DONE payload; nil for 0 or none.
+func netlinkErrno(b []byte) error {
+	if len(b) < 4 {
+		return nil
+	}
+	if e := int32(binary.NativeEndian.Uint32(b)); e < 0 {
+		return unix.Errno(-e)
+	}
+	return nil
 }
 
 // sysctlNames are read in this order into Sysctl.

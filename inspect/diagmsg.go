@@ -4,31 +4,53 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// diagRequest is an inet_diag_req_v2 asking for every TCP socket of a
-// family, in every state, with tcp_info (INET_DIAG_INFO).
-type diagRequest struct{ family uint8 }
+// diagRequest is an inet_diag_req_v2 asking for every socket of a family and
+// protocol, in every state, with tcp_info (INET_DIAG_INFO). A protocol above
+// 255 (MPTCP) goes in an INET_DIAG_REQ_PROTOCOL attribute.
+type diagRequest struct {
+	family   uint8
+	protocol int
+}
 
 const (
+	sizeofNlmsghdr    = 16
 	sizeofDiagRequest = 56 // inet_diag_req_v2
 	sizeofDiagMsg     = 72 // inet_diag_msg
 	inetDiagInfo      = 2  // INET_DIAG_INFO: struct tcp_info
+	inetDiagReqProto  = 3  // INET_DIAG_REQ_PROTOCOL: u32
+	sockDiagByFamily  = 20 // SOCK_DIAG_BY_FAMILY
 	// Offsets into struct tcp_info (include/uapi/linux/tcp.h).
 	tcpiLastDataRecv = 52
 	tcpiLastAckRecv  = 56
 )
 
-func (r diagRequest) Len() int { return sizeofDiagRequest }
-
-func (r diagRequest) Serialize() []byte {
-	b := make([]byte, sizeofDiagRequest)
-	b[0] = r.family
-	b[1] = unix.IPPROTO_TCP
-	b[2] = 1 << (inetDiagInfo - 1)
-	binary.NativeEndian.PutUint32(b[4:], 0xfff) // all states
+// message returns the whole netlink request: header, inet_diag_req_v2 and,
+// for MPTCP, the protocol attribute.
+func (r diagRequest) message(seq uint32) []byte {
+	n := sizeofNlmsghdr + sizeofDiagRequest
+	if r.protocol > 255 {
+		n += 8
+	}
+	b := make([]byte, n)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(n))
+	ne.PutUint16(b[4:], sockDiagByFamily)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(b[8:], seq)
+	q := b[sizeofNlmsghdr:]
+	q[0] = r.family
+	q[1] = uint8(r.protocol)
+	q[2] = 1 << (inetDiagInfo - 1)
+	ne.PutUint32(q[4:], 0xfff) // all states
+	if r.protocol > 255 {
+		a := q[sizeofDiagRequest:]
+		ne.PutUint16(a[0:], 8)
+		ne.PutUint16(a[2:], inetDiagReqProto)
+		ne.PutUint32(a[4:], uint32(r.protocol))
+	}
 	return b
 }
 
@@ -37,6 +59,7 @@ func (r diagRequest) Serialize() []byte {
 type diagEntry struct {
 	family, state, timer, retrans uint8
 	hasInfo                       bool
+	mptcp                         bool // the inode is an MPTCP socket's
 	sport, dport                  uint16
 	src, dst                      netip.Addr
 	expires, rqueue, wqueue, uid  uint32
@@ -91,19 +114,4 @@ func decodeDiag(b []byte) (diagEntry, bool) {
 		a = a[next:]
 	}
 	return e, true
-}
-
-// socket returns the fields the verdict code reads, as the library's type.
-func (e *diagEntry) socket() netlink.Socket {
-	return netlink.Socket{
-		Family:  e.family,
-		State:   e.state,
-		Timer:   e.timer,
-		Retrans: e.retrans,
-		Expires: e.expires,
-		RQueue:  e.rqueue,
-		WQueue:  e.wqueue,
-		UID:     e.uid,
-		INode:   e.inode,
-	}
 }

@@ -66,6 +66,20 @@ func TestMPTCPSocketsReadExactly(t *testing.T) {
 	if v := fds[h[1].FD].Verdict; v != OK {
 		t.Errorf("MPTCP connection with idle 30 s: verdict %s, want ok", v)
 	}
+	// Inferred from timers, the protocol still comes from the MPTCP dump.
+	inf, err := ScanPIDs([]int{client.pid}, Options{NoExact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, hs := range h {
+		want := "tcp"
+		if i < 2 {
+			want = "mptcp"
+		}
+		if got := byFD(inf.Processes[0])[hs.FD].Protocol; got != want {
+			t.Errorf("inferred fd %d (%s): protocol %q, want %q", hs.FD, hs.Spec, got, want)
+		}
+	}
 	b, _ := json.Marshal(r)
 	if !strings.Contains(string(b), `"protocol":"mptcp"`) || !strings.Contains(string(b), `"protocol":"tcp"`) {
 		t.Errorf("JSON lacks the protocol fields: %s", b)

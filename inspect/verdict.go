@@ -48,6 +48,9 @@ func newSocket(fd int, m *diagEntry) Socket {
 	if m.family == unix.AF_INET6 {
 		s.Family = "inet6"
 	}
+	if m.mptcp {
+		s.Protocol = "mptcp"
+	}
 	if int(m.state) < len(stateNames) {
 		s.State = stateNames[m.state]
 	}

@@ -1,13 +1,13 @@
 package preload
 
 import (
-	"bufio"
 	"bytes"
 	"debug/buildinfo"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/prometheus/procfs"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -317,24 +317,30 @@ func readEnviron(pid int) ([]string, error) {
 // mapped looks for the library in /proc/PID/maps: any file named like ours,
 // or the exact LD_PRELOAD entry.
 func mapped(pid int, preload string) (bool, string, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procMaps(pid)
 	if err != nil {
 		return false, "", fmt.Errorf("maps of pid %d: %w (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, err)
 	}
-	defer f.Close()
 	entry := preloadEntry(preload)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
+	for _, m := range maps {
+		path := m.Pathname
+		if path == "" {
 			continue
 		}
-		path := strings.Join(fields[5:], " ")
 		if strings.HasPrefix(filepath.Base(path), "libkadiag_keepalive") || (entry != "" && path == entry) {
 			return true, strings.TrimSuffix(path, " (deleted)"), nil
 		}
 	}
-	return false, "", sc.Err()
+	return false, "", nil
+}
+
+// procMaps reads /proc/PID/maps with prometheus/procfs.
+func procMaps(pid int) ([]*procfs.ProcMap, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return nil, err
+	}
+	return p.ProcMaps()
 }
 
 // libcOfLibrary tells a glibc build (needs libc.so.6) from a musl build

@@ -44,10 +44,18 @@ func (s Sockets) WriteTable(w io.Writer) error {
 			if k.UserTimeoutMs > 0 {
 				ut = HumanDuration(time.Duration(k.UserTimeoutMs) * time.Millisecond)
 			}
+			if k.UserTimeoutUnsupported {
+				ut = "not supported"
+			}
+			if sk.Protocol == "mptcp" {
+				ka += " (mptcp)"
+			}
 			switch k.Source {
 			case inspect.Inferred:
 				ka += " (inferred)"
-				if k.Enabled {
+				if k.Enabled && k.IdleLowerBound {
+					idle = "≥" + idle
+				} else if k.Enabled {
 					idle = "~" + idle
 				}
 			case inspect.Unknown:

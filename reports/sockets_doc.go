@@ -43,9 +43,15 @@ func (s Sockets) Document() Document {
 				timing = Seconds(k.IdleS) + " / " + Seconds(k.IntervalS) + " / " + strconv.Itoa(k.Count)
 				dead = Seconds(sk.DeadPeerS)
 			}
+			if sk.Protocol == "mptcp" {
+				ka += " (mptcp)"
+			}
 			switch k.Source {
 			case inspect.Inferred:
 				ka += " (inferred)"
+				if k.Enabled && k.IdleLowerBound {
+					timing = "at least " + timing
+				}
 			case inspect.Unknown:
 				ka, timing, dead = "?", "?", "?"
 			}

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"errors"
+	"github.com/prometheus/procfs"
 	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/kadiag/kadiag/inspect"
@@ -66,19 +65,15 @@ func neededCaps(cmd *cobra.Command, msg string) []capability {
 
 // effectiveCaps reads this process's effective capability set.
 func effectiveCaps() uint64 {
-	f, err := os.Open("/proc/self/status")
+	p, err := procfs.Self()
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
-			caps, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return caps
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0
 	}
-	return 0
+	return st.CapEff
 }
 
 // capabilityHint turns a permission error of cmd into the capabilities
