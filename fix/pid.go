@@ -140,7 +140,9 @@ func viaPidfd(r *Report, pid int, o LiveOptions) error {
 		nfd, err := sockfd.Dup(pfd, f.fd, f.inode)
 		switch {
 		case err == nil:
-		case errors.Is(err, unix.ESRCH):
+		case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF) && exited(pfd):
+			// A process that is exiting has no descriptor table any more:
+			// pidfd_getfd answers EBADF, as for a closed descriptor.
 			if len(r.Sockets) == 0 && i == 0 {
 				return fmt.Errorf("pid %d: %w (it exited before the fix)", pid, ErrNoProcess)
 			}
@@ -176,6 +178,14 @@ func viaPidfd(r *Report, pid int, o LiveOptions) error {
 		watch(r, ws, o.Watch)
 	}
 	return nil
+}
+
+// exited reports whether the process behind pidfd has exited: its pidfd
+// polls readable then.
+func exited(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
 }
 
 // fixOne reads and, unless dry, fixes one duplicated socket. It returns

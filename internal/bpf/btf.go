@@ -42,6 +42,21 @@ func kernelSpec() (*btf.Spec, error) {
 	return spec, nil
 }
 
+// SetKernelBTFPathForTest makes the package read kernel BTF from path, so
+// tests of other packages can see what a kernel without BTF gets. It
+// returns a function that restores the real path.
+func SetKernelBTFPathForTest(path string) (restore func()) {
+	kernel.Lock()
+	old := vmlinuxPath
+	vmlinuxPath = path
+	kernel.Unlock()
+	return func() {
+		kernel.Lock()
+		vmlinuxPath = old
+		kernel.Unlock()
+	}
+}
+
 // HaveBTF reports whether the kernel exposes BTF, with the reason if not.
 func HaveBTF() error {
 	_, err := kernelSpec()
