@@ -1,0 +1,154 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// FileSocket is one descriptor of a process that refers to an inet stream
+// socket (TCP or MPTCP), as an iter/task_file program saw it.
+type FileSocket struct {
+	PID   int    // thread group id, in kadiag's pid namespace
+	FD    int    // descriptor number in the process
+	Inode uint64 // socket inode, as /proc/PID/fd/FD's socket:[inode]
+}
+
+const fileRecordSize = 16 // tgid u32, fd u32, inode u64
+
+type filesLayout struct {
+	metaOff, seqOff, taskOff, fdOff, fileOff int16
+	tgid, socketType, socketSk, family       field
+	fileInode, inodeIno                      field
+}
+
+func loadFilesLayout() (*filesLayout, error) {
+	var fs fields
+	l := &filesLayout{
+		metaOff:    fs.get("bpf_iter__task_file", "meta").off,
+		seqOff:     fs.get("bpf_iter_meta", "seq").off,
+		taskOff:    fs.get("bpf_iter__task_file", "task").off,
+		fdOff:      fs.scalar("bpf_iter__task_file", "fd").off,
+		fileOff:    fs.get("bpf_iter__task_file", "file").off,
+		tgid:       fs.scalar("task_struct", "tgid"),
+		socketType: fs.scalar("socket", "type"),
+		socketSk:   fs.scalar("socket", "sk"),
+		family:     fs.scalar("sock", "__sk_common", "skc_family"),
+		fileInode:  fs.scalar("file", "f_inode"),
+		inodeIno:   fs.scalar("inode", "i_ino"),
+	}
+	if fs.err != nil {
+		return nil, fs.err
+	}
+	if l.tgid.bytes != 4 || l.inodeIno.bytes > 8 {
+		return nil, fmt.Errorf("%w: task_struct.tgid is %d bytes", ErrUnsupported, l.tgid.bytes)
+	}
+	return l, nil
+}
+
+// filesInstructions writes (tgid, fd, inode) for every descriptor of every
+// process that is an AF_INET or AF_INET6 stream socket. Threads that share
+// their leader's descriptor table are visited once (the kernel's
+// task_file iterator skips them).
+func filesInstructions(l *filesLayout) asm.Instructions {
+	const rec = -fileRecordSize
+	var b builder
+	b.emit(
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R7, asm.R6, l.fileOff, asm.DWord),
+		asm.JEq.Imm(asm.R7, 0, "out"),
+		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.FnSockFromFile.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.LoadMem(asm.R1, asm.R0, l.socketType.off, l.socketType.size),
+		asm.JNE.Imm(asm.R1, unix.SOCK_STREAM, "out"),
+		asm.LoadMem(asm.R2, asm.R0, l.socketSk.off, asm.DWord),
+		asm.JEq.Imm(asm.R2, 0, "out"),
+		asm.LoadMem(asm.R1, asm.R2, l.family.off, l.family.size),
+		asm.JEq.Imm(asm.R1, unix.AF_INET, "inet"),
+		asm.JNE.Imm(asm.R1, unix.AF_INET6, "out"),
+	)
+	b.mark("inet")
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R6, l.taskOff, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "out"),
+		asm.LoadMem(asm.R1, asm.R1, l.tgid.off, asm.Word),
+		asm.StoreMem(asm.RFP, rec, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R6, l.fdOff, asm.Word),
+		asm.StoreMem(asm.RFP, rec+4, asm.R1, asm.Word),
+		asm.StoreImm(asm.RFP, rec+8, 0, asm.Word),
+		asm.StoreImm(asm.RFP, rec+12, 0, asm.Word),
+		asm.LoadMem(asm.R1, asm.R7, l.fileInode.off, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, l.inodeIno.off, l.inodeIno.size),
+		asm.StoreMem(asm.RFP, rec+8, asm.R1, l.inodeIno.size),
+		asm.LoadMem(asm.R1, asm.R6, l.metaOff, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, l.seqOff, asm.DWord),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, rec),
+		asm.Mov.Imm(asm.R3, fileRecordSize),
+		asm.FnSeqWrite.Call(),
+	)
+	b.mark("out")
+	b.emit(
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	)
+	return b.insns
+}
+
+// SocketFiles returns every process's inet stream socket descriptors in
+// one pass of an iter/task_file program: no /proc/PID/fd listing, no
+// readlink per descriptor, and no ptrace right over the processes. Pids are
+// as kadiag's pid namespace numbers them.
+func SocketFiles() ([]FileSocket, error) {
+	spec, err := kernelSpec()
+	if err != nil {
+		return nil, err
+	}
+	if err := need("run a BPF task_file iterator", iterCaps...); err != nil {
+		return nil, err
+	}
+	l, err := loadFilesLayout()
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Name:         "kadiag_read_fds",
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceIter,
+		AttachTo:     "task_file",
+		Instructions: filesInstructions(l),
+		License:      license,
+	}, ebpf.ProgramOptions{KernelTypes: spec})
+	if err != nil {
+		return nil, loadErr("load the iter/task_file program", iterCaps, err)
+	}
+	defer prog.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	if err != nil {
+		return nil, loadErr("attach the iter/task_file program", iterCaps, err)
+	}
+	defer it.Close()
+	f, err := it.Open()
+	if err != nil {
+		return nil, fmt.Errorf("run the task_file iterator: %w", err)
+	}
+	defer f.Close()
+	b, err := readAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("run the task_file iterator: %w", err)
+	}
+	if len(b)%fileRecordSize != 0 {
+		return nil, fmt.Errorf("task_file iterator: %d bytes of output, not a multiple of %d", len(b), fileRecordSize)
+	}
+	out := make([]FileSocket, 0, len(b)/fileRecordSize)
+	le := binary.LittleEndian
+	for ; len(b) > 0; b = b[fileRecordSize:] {
+		out = append(out, FileSocket{PID: int(le.Uint32(b)), FD: int(le.Uint32(b[4:])), Inode: le.Uint64(b[8:])})
+	}
+	return out, nil
+}
