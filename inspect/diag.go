@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kadiag/kadiag/internal/bpf"
 	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -28,6 +29,10 @@ type namespace struct {
 	sysctl      Sysctl
 	err         error // the dump failed: every process in it fails
 	interrupted bool  // the dump kept being interrupted: it may lack sockets
+
+	tcp        *bpf.TCPReader       // set when the BPF path reads (bpfread.go)
+	bpfSockets map[uint64]bpfSocket // what it read, by inode
+	bpfErr     error
 }
 
 // selfNetns returns the caller's network namespace inode (0 if unknown).
@@ -83,6 +88,7 @@ func (n *namespace) load() {
 		return
 	}
 	n.sysctl, _ = readSysctl(ns, n.same)
+	n.loadBPF(ns)
 }
 
 // dump returns every TCP socket of the namespace by inode. The dump is

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -18,12 +19,15 @@ type FileSocket struct {
 	Inode uint64 // socket inode, as /proc/PID/fd/FD's socket:[inode]
 }
 
-const fileRecordSize = 16 // tgid u32, fd u32, inode u64
+// fileRecordSize: tgid u32, fd u32, inode u64, and the pid namespace
+// level of the reader (kadiag) u32, padding.
+const fileRecordSize = 24
 
 type filesLayout struct {
 	metaOff, seqOff, taskOff, fdOff, fileOff int16
 	tgid, socketType, socketSk, family       field
 	fileInode, inodeIno                      field
+	threadPid, pidLevel                      field
 }
 
 func loadFilesLayout() (*filesLayout, error) {
@@ -40,11 +44,13 @@ func loadFilesLayout() (*filesLayout, error) {
 		family:     fs.scalar("sock", "__sk_common", "skc_family"),
 		fileInode:  fs.scalar("file", "f_inode"),
 		inodeIno:   fs.scalar("inode", "i_ino"),
+		threadPid:  fs.scalar("task_struct", "thread_pid"),
+		pidLevel:   fs.scalar("pid", "level"),
 	}
 	if fs.err != nil {
 		return nil, fs.err
 	}
-	if l.tgid.bytes != 4 || l.inodeIno.bytes > 8 {
+	if l.tgid.bytes != 4 || l.pidLevel.bytes != 4 || l.inodeIno.bytes > 8 {
 		return nil, fmt.Errorf("%w: task_struct.tgid is %d bytes", ErrUnsupported, l.tgid.bytes)
 	}
 	return l, nil
@@ -82,6 +88,13 @@ func filesInstructions(l *filesLayout) asm.Instructions {
 		asm.StoreMem(asm.RFP, rec+4, asm.R1, asm.Word),
 		asm.StoreImm(asm.RFP, rec+8, 0, asm.Word),
 		asm.StoreImm(asm.RFP, rec+12, 0, asm.Word),
+		asm.StoreImm(asm.RFP, rec+20, 0, asm.Word),
+		// The reader's pid namespace level: tgid is the initial
+		// namespace's number, right only for a reader at level 0.
+		asm.FnGetCurrentTaskBtf.Call(),
+		asm.LoadMem(asm.R1, asm.R0, l.threadPid.off, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, l.pidLevel.off, asm.Word),
+		asm.StoreMem(asm.RFP, rec+16, asm.R1, asm.Word),
 		asm.LoadMem(asm.R1, asm.R7, l.fileInode.off, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R1, l.inodeIno.off, l.inodeIno.size),
 		asm.StoreMem(asm.RFP, rec+8, asm.R1, l.inodeIno.size),
@@ -99,6 +112,11 @@ func filesInstructions(l *filesLayout) asm.Instructions {
 	)
 	return b.insns
 }
+
+// ErrPidNamespace means kadiag runs in a child pid namespace: the
+// task_file iterator walks that namespace's tasks, but a task's tgid is the
+// initial namespace's number, which the caller's /proc does not know.
+var ErrPidNamespace = errors.New("kadiag runs in a child pid namespace: the task_file iterator's pids would be the host's")
 
 // SocketFiles returns every process's inet stream socket descriptors in
 // one pass of an iter/task_file program: no /proc/PID/fd listing, no
@@ -148,6 +166,9 @@ func SocketFiles() ([]FileSocket, error) {
 	out := make([]FileSocket, 0, len(b)/fileRecordSize)
 	le := binary.LittleEndian
 	for ; len(b) > 0; b = b[fileRecordSize:] {
+		if le.Uint32(b[16:]) != 0 {
+			return nil, ErrPidNamespace
+		}
 		out = append(out, FileSocket{PID: int(le.Uint32(b)), FD: int(le.Uint32(b[4:])), Inode: le.Uint64(b[8:])})
 	}
 	return out, nil

@@ -1,0 +1,220 @@
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/kadiag/kadiag/internal/bpf"
+	"github.com/vishvananda/netns"
+)
+
+// BPF: exact values read by kadiag's iter/tcp program straight from the
+// kernel's socket structures (struct tcp_sock and struct sock), equal to
+// what getsockopt answers. The preferred exact read: it touches no socket
+// (no pidfd_getfd, so no net_cls/net_prio rewrite), needs no ptrace right
+// and costs a few reads per namespace instead of seven system calls per
+// socket. It needs kernel BTF and CAP_BPF + CAP_PERFMON.
+const BPF Source = "bpf"
+
+// IsExact reports whether values were read from the socket (getsockopt or
+// BPF), not inferred from timers.
+func (s Source) IsExact() bool { return s == Exact || s == BPF }
+
+// bpfPath is a scan's BPF read path: one loaded iter/tcp program for all
+// namespaces and one iter/task_file pass for every process's descriptors.
+type bpfPath struct {
+	tcp   *bpf.TCPReader
+	files map[int][]fdSocket // by pid: inet stream socket descriptors
+	read  atomic.Int64       // sockets whose values it gave
+	// fellBack counts sockets it saw but left to pidfd_getfd: MPTCP sockets
+	// whose subflows disagree.
+	fellBack atomic.Int64
+}
+
+// openBPF sets up the BPF path unless exact values are not wanted. why
+// says, for --explain-source, why the BPF path is or is not used.
+func (s *scan) openBPF() {
+	switch {
+	case s.o.NoExact:
+		s.bpfWhy = "exact reads not asked for"
+		return
+	case s.o.noBPF:
+		s.bpfWhy = "BPF reads turned off"
+		return
+	}
+	if err := bpf.ReadAvailable(); err != nil {
+		s.bpfWhy = err.Error()
+		return
+	}
+	tcp, err := bpf.NewTCPReader()
+	if err != nil {
+		s.bpfFailed(err)
+		return
+	}
+	s.bpf = &bpfPath{tcp: tcp}
+	for _, n := range s.nss {
+		n.tcp = tcp
+	}
+	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
+	fs, err := bpf.SocketFiles()
+	if errors.Is(err, bpf.ErrPidNamespace) {
+		// Descriptors come from this namespace's /proc; options still from BPF.
+		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+		return
+	}
+	if err != nil {
+		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
+		return
+	}
+	files := make(map[int][]fdSocket, len(s.procs))
+	for _, p := range s.procs {
+		files[p.PID] = nil
+	}
+	for _, f := range fs {
+		if l, ok := files[f.PID]; ok {
+			files[f.PID] = append(l, fdSocket{fd: f.FD, inode: f.Inode})
+		}
+	}
+	s.bpf.files = files
+}
+
+// bpfFailed records a BPF path that should have worked and did not: the
+// scan goes on with pidfd_getfd and says so even without --explain-source.
+func (s *scan) bpfFailed(err error) {
+	s.bpfWhy = err.Error()
+	s.notef("BPF iterators could not be used, keepalive values read with pidfd_getfd instead: %v", err)
+}
+
+// closeBPF unloads the programs and adds the --explain-source note.
+func (s *scan) closeBPF() {
+	if s.bpf != nil {
+		s.bpf.tcp.Close()
+	}
+	for _, n := range s.nss {
+		if n.err == nil && n.bpfErr != nil {
+			s.notef("namespace %s: BPF iterator failed, keepalive values read with pidfd_getfd instead: %v", n.id, n.bpfErr)
+		}
+	}
+	if !s.o.ExplainSource {
+		return
+	}
+	var c [4]int // bpf, getsockopt, inferred, unknown
+	for _, p := range s.procs {
+		if p.gone.Load() {
+			continue
+		}
+		for _, sk := range p.Sockets {
+			switch sk.Keepalive.Source {
+			case BPF:
+				c[0]++
+			case Exact:
+				c[1]++
+			case Inferred:
+				c[2]++
+			default:
+				c[3]++
+			}
+		}
+	}
+	path := "pidfd_getfd + getsockopt (needs root or CAP_SYS_PTRACE), BPF iterators not used: " + s.bpfWhy
+	if s.bpf != nil {
+		path = "BPF iterators (iter/tcp, iter/task_file; " + s.bpfWhy + "), pidfd_getfd + getsockopt for sockets they cannot read"
+	}
+	if s.o.NoExact {
+		path = "kernel timers only (" + s.bpfWhy + ")"
+	}
+	note := fmt.Sprintf("source: %s; sockets read: %d bpf, %d getsockopt, %d inferred, %d unknown", path, c[0], c[1], c[2], c[3])
+	if s.bpf != nil {
+		if n := s.bpf.fellBack.Load(); n > 0 {
+			note += fmt.Sprintf("; %d MPTCP sockets whose subflows disagree were read with getsockopt", n)
+		}
+	}
+	s.notef("%s", note)
+}
+
+// loadBPF reads the namespace's sockets with the iter/tcp program while its
+// handle is still open; a failure leaves those sockets to pidfd_getfd.
+func (n *namespace) loadBPF(ns netns.NsHandle) {
+	if n.tcp == nil {
+		return
+	}
+	ss, err := n.tcp.Read(ns, n.same)
+	if err != nil {
+		n.bpfErr = err
+		return
+	}
+	n.bpfSockets = make(map[uint64]bpfSocket, len(ss))
+	for _, s := range ss {
+		old, seen := n.bpfSockets[s.Inode]
+		if !seen {
+			n.bpfSockets[s.Inode] = bpfSocket{TCPSocket: s}
+			continue
+		}
+		// Several subflows of one MPTCP socket: exact only if they agree.
+		if old.Values != s.Values {
+			old.ambiguous = true
+			n.bpfSockets[s.Inode] = old
+		}
+	}
+}
+
+// bpfSocket is a socket as the iter/tcp program read it.
+type bpfSocket struct {
+	bpf.TCPSocket
+	ambiguous bool // MPTCP subflows with different values
+}
+
+// setBPF fills sk's keepalive from the BPF read, if the namespace has one
+// for the inode; false leaves the socket to the other paths.
+func (s *scan) setBPF(n *namespace, sk *Socket, ino uint64, m *diagEntry) bool {
+	if s.bpf == nil || n.bpfSockets == nil {
+		return false
+	}
+	b, ok := n.bpfSockets[ino]
+	if !ok {
+		return false
+	}
+	if b.ambiguous {
+		s.bpf.fellBack.Add(1)
+		return false
+	}
+	mptcp := b.Protocol == bpf.IPProtoMPTCP
+	sk.Keepalive = Keepalive{
+		Enabled:                b.Keepalive,
+		IdleS:                  b.IdleS,
+		IntervalS:              b.IntervalS,
+		Count:                  b.Count,
+		UserTimeoutMs:          b.UserTimeoutMs,
+		UserTimeoutUnsupported: mptcp,
+		Source:                 BPF,
+	}
+	if mptcp {
+		sk.Protocol = "mptcp"
+		sk.Keepalive.UserTimeoutMs = 0
+	}
+	sk.setTimer(m)
+	s.bpf.read.Add(1)
+	return true
+}
+
+// bpfFDs returns the process's socket descriptors from the task_file pass;
+// ok false means the BPF path is not in use.
+func (s *scan) bpfFDs(pid int) (_ []fdSocket, ok bool) {
+	if s.bpf == nil || s.bpf.files == nil {
+		return nil, false
+	}
+	return s.bpf.files[pid], true
+}
+
+// hasInferred reports whether any socket of the process ended up without
+// exact values, so that notes about missing privilege apply to it.
+func (p *proc) hasInferred() bool {
+	for _, sk := range p.Sockets {
+		if !sk.Keepalive.Source.IsExact() {
+			return true
+		}
+	}
+	return false
+}
