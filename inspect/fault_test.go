@@ -342,7 +342,7 @@ func TestPidNamespaceBoundary(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(inner.Processes) != 1 || inner.Processes[0].PID < 2 || inner.Processes[0].PID > 64 || len(inner.Processes[0].Sockets) != 1 ||
-		inner.Processes[0].Sockets[0].State != "LISTEN" || inner.Processes[0].Sockets[0].Keepalive.Source != Exact ||
+		inner.Processes[0].Sockets[0].State != "LISTEN" || !inner.Processes[0].Sockets[0].Keepalive.Source.IsExact() ||
 		inner.Processes[0].Sockets[0].Keepalive.IdleS != 21 {
 		t.Errorf("inside the pid namespace: want only its child, a small pid of that namespace, with its listener read exactly (idle 21s): %+v", inner.Processes)
 	}
