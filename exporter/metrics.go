@@ -47,7 +47,7 @@ var (
 		"The middlebox idle timeout connections are judged against (--max-idle).", nil, nil)
 )
 
-var sources = []inspect.Source{inspect.Exact, inspect.Inferred, inspect.Unknown}
+var sources = []inspect.Source{inspect.BPF, inspect.Exact, inspect.Inferred, inspect.Unknown}
 
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {

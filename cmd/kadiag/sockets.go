@@ -19,14 +19,18 @@ func newSocketsCmd() *cobra.Command {
 		nsPath  string
 		maxIdle string
 		strict  bool
+		explain bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sockets (--pid N ... | --all | --netns PATH)",
 		Short: "Is keepalive armed on a process's TCP sockets, and will they survive the middlebox?",
 		Long: `sockets reads every TCP socket of the given processes from the kernel
 (inet_diag inside the process's network namespace) and, as root, the exact
-keepalive options of each socket (pidfd_getfd + getsockopt). Without that
-privilege the values are inferred from the kernel's keepalive timer.
+keepalive options of each socket: through BPF iterators where the kernel has
+BTF and kadiag has CAP_BPF and CAP_PERFMON (source "bpf", touching nothing),
+else with pidfd_getfd + getsockopt (source "getsockopt"). Without either
+privilege the values are inferred from the kernel's keepalive timer;
+--explain-source says which path was used and why.
 
 Each connected socket is judged against the middlebox idle timeout
 (--max-idle, a duration or a preset):
@@ -57,7 +61,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk, 2 an error.`,
 			if targets != 1 {
 				return usageError{err: errors.New("give exactly one of --pid, --all or --netns"), cmd: cmd}
 			}
-			o := inspect.Options{MaxIdle: idle, Strict: strict}
+			o := inspect.Options{MaxIdle: idle, Strict: strict, ExplainSource: explain}
 			var r *inspect.Report
 			switch {
 			case all:
@@ -88,6 +92,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk, 2 an error.`,
 	f.StringVar(&nsPath, "netns", "", "every TCP socket of a network namespace file (e.g. /proc/PID/ns/net, /run/netns/NAME), without process mapping")
 	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
 	f.BoolVar(&strict, "strict", false, "count sockets whose keepalive state is unknown as failures")
+	f.BoolVar(&explain, "explain-source", false, "add a note saying how keepalive values were read (BPF iterators, pidfd_getfd + getsockopt, kernel timers) and why")
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var out []string
 		for _, p := range middlebox.Presets() {
