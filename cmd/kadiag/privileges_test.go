@@ -74,7 +74,7 @@ func TestCapabilities(t *testing.T) {
 					return false
 				}
 				for _, s := range r.Processes[0].Sockets {
-					if s.Keepalive.Source != inspect.Exact {
+					if !s.Keepalive.Source.IsExact() {
 						return false
 					}
 				}
