@@ -20,8 +20,8 @@ type Socket struct {
 	Interval    time.Duration
 	Count       int
 	UserTimeout time.Duration
-	// Source is "getsockopt" for exact values (root or CAP_SYS_PTRACE), or
-	// "inferred" from the kernel's keepalive timer.
+	// Source is "bpf" or "getsockopt" for exact values (see
+	// inspect.Source), or "inferred" from the kernel's keepalive timer.
 	Source string
 }
 
