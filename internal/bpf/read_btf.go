@@ -3,6 +3,7 @@ package bpf
 import (
 	"fmt"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 )
@@ -160,4 +161,17 @@ func (fs *fields) scalar(structName string, path ...string) field {
 func (f field) add(base field) field {
 	f.off += base.off
 	return f
+}
+
+// loadTracing loads a tracing program (an iterator) through a collection
+// so that the attach-target lookup reuses btfCache instead of decoding the
+// kernel's BTF again for every load.
+func loadTracing(ps *ebpf.ProgramSpec, spec *btf.Spec) (*ebpf.Program, error) {
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{ps.Name: ps}},
+		ebpf.CollectionOptions{Cache: btfCache, Programs: ebpf.ProgramOptions{KernelTypes: spec}})
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	return coll.DetachProgram(ps.Name), nil
 }

@@ -134,14 +134,14 @@ func SocketFiles() ([]FileSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+	prog, err := loadTracing(&ebpf.ProgramSpec{
 		Name:         "kadiag_read_fds",
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
 		AttachTo:     "task_file",
 		Instructions: filesInstructions(l),
 		License:      license,
-	}, ebpf.ProgramOptions{KernelTypes: spec})
+	}, spec)
 	if err != nil {
 		return nil, loadErr("load the iter/task_file program", iterCaps, err)
 	}

@@ -302,14 +302,14 @@ func NewTCPReader() (*TCPReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+	prog, err := loadTracing(&ebpf.ProgramSpec{
 		Name:         "kadiag_read_tcp",
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
 		AttachTo:     "tcp",
 		Instructions: tcpReadInstructions(l),
 		License:      license,
-	}, ebpf.ProgramOptions{KernelTypes: spec})
+	}, spec)
 	if err != nil {
 		return nil, loadErr("load the iter/tcp read program", iterCaps, err)
 	}
