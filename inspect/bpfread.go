@@ -24,8 +24,10 @@ func (s Source) IsExact() bool { return s == Exact || s == BPF }
 // bpfPath is a scan's BPF read path: one loaded iter/tcp program for all
 // namespaces and one iter/task_file pass for every process's descriptors.
 type bpfPath struct {
-	tcp   *bpf.TCPReader
-	files map[int][]fdSocket // by pid: inet stream socket descriptors
+	tcp         *bpf.TCPReader
+	filesReader *bpf.FilesReader
+	perPID      bool               // each process's descriptors walked apart (bpfFDs)
+	files       map[int][]fdSocket // or all at once: by pid
 	read  atomic.Int64       // sockets whose values it gave
 	// fellBack counts sockets it saw but left to pidfd_getfd: MPTCP sockets
 	// whose subflows disagree.
@@ -33,8 +35,10 @@ type bpfPath struct {
 }
 
 // openBPF sets up the BPF path unless exact values are not wanted. why
-// says, for --explain-source, why the BPF path is or is not used.
-func (s *scan) openBPF() {
+// says, for --explain-source, why the BPF path is or is not used. A scan of
+// given pids walks only their descriptor tables (one scoped task_file walk
+// each, in the listing phase); a host-wide scan walks every task once here.
+func (s *scan) openBPF(explicit bool) {
 	switch {
 	case s.o.NoExact:
 		s.bpfWhy = "exact reads not asked for"
@@ -57,7 +61,21 @@ func (s *scan) openBPF() {
 		n.tcp = tcp
 	}
 	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
-	fs, err := bpf.SocketFiles()
+	fr, err := bpf.NewFilesReader()
+	if err != nil {
+		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
+		return
+	}
+	s.bpf.filesReader = fr
+	if explicit && len(s.procs) > 0 {
+		// A kernel before 6.1 cannot scope the walk to a process.
+		if _, err := fr.Of(s.procs[0].PID); err == nil {
+			s.bpf.perPID = true
+			return
+		}
+	}
+	fs, err := fr.All()
 	if errors.Is(err, bpf.ErrPidNamespace) {
 		// Descriptors come from this namespace's /proc; options still from BPF.
 		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
@@ -91,6 +109,9 @@ func (s *scan) bpfFailed(err error) {
 func (s *scan) closeBPF() {
 	if s.bpf != nil {
 		s.bpf.tcp.Close()
+		if s.bpf.filesReader != nil {
+			s.bpf.filesReader.Close()
+		}
 	}
 	for _, n := range s.nss {
 		if n.err == nil && n.bpfErr != nil {
@@ -199,13 +220,32 @@ func (s *scan) setBPF(n *namespace, sk *Socket, ino uint64, m *diagEntry) bool {
 	return true
 }
 
-// bpfFDs returns the process's socket descriptors from the task_file pass;
-// ok false means the BPF path is not in use.
-func (s *scan) bpfFDs(pid int) (_ []fdSocket, ok bool) {
-	if s.bpf == nil || s.bpf.files == nil {
-		return nil, false
+// bpfFDs returns the process's socket descriptors from the task_file
+// program; ok false means the BPF path does not list them (use /proc).
+func (s *scan) bpfFDs(pid int) (_ []fdSocket, ok bool, _ error) {
+	switch {
+	case s.bpf == nil:
+		return nil, false, nil
+	case s.bpf.perPID:
+		fs, err := s.bpf.filesReader.Of(pid)
+		if err != nil {
+			return nil, false, nil
+		}
+		if len(fs) == 0 {
+			// No sockets, or no process any more: only the latter is news.
+			if _, err := comm(pid); errors.Is(err, ErrNoProcess) {
+				return nil, true, err
+			}
+		}
+		out := make([]fdSocket, len(fs))
+		for i, f := range fs {
+			out[i] = fdSocket{fd: f.FD, inode: f.Inode}
+		}
+		return out, true, nil
+	case s.bpf.files != nil:
+		return s.bpf.files[pid], true, nil
 	}
-	return s.bpf.files[pid], true
+	return nil, false, nil
 }
 
 // hasInferred reports whether any socket of the process ended up without

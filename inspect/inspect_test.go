@@ -389,8 +389,7 @@ func TestProcessExitsMidScan(t *testing.T) {
 	l := newLab(t, 65)
 	stay := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
 	gone := start(t, helper(l.client, "dial4,"+l.link.A4+":8080"))
-	// The pidfd path: BPF reads no descriptors of a process through it.
-	s := newScan(Options{noBPF: true})
+	s := newScan(Options{})
 	for _, pid := range []int{stay.pid, gone.pid} {
 		if err := s.addProcess(pid); err != nil {
 			t.Fatal(err)
@@ -467,7 +466,7 @@ func TestProcessExitsBetweenListingAndDuplication(t *testing.T) {
 		t.Error("killed helper never became a zombie")
 	}
 	defer func() { testHookAfterListing = nil }()
-	r, err := ScanPIDs([]int{stay.pid, gone.pid}, Options{noBPF: true})
+	r, err := ScanPIDs([]int{stay.pid, gone.pid}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -232,7 +232,7 @@ const chunk = 1024
 // run loads namespaces and descriptors, then joins them. With explicit
 // pids, errors other than a process exiting fail the scan.
 func (s *scan) run(explicit bool) error {
-	s.openBPF()
+	s.openBPF(explicit)
 	defer s.closeBPF()
 	nss := make([]*namespace, 0, len(s.nss))
 	for _, n := range s.nss {
@@ -249,8 +249,8 @@ func (s *scan) run(explicit bool) error {
 		}
 		i -= len(nss)
 		p := s.procs[i]
-		if fds, ok := s.bpfFDs(p.PID); ok {
-			p.fds = fds
+		if fds, ok, err := s.bpfFDs(p.PID); ok {
+			p.fds, fdErrs[i] = fds, err
 			return
 		}
 		p.fds, fdErrs[i] = socketFDs(p.PID, nil)

@@ -4,6 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -118,11 +122,16 @@ func filesInstructions(l *filesLayout) asm.Instructions {
 // initial namespace's number, which the caller's /proc does not know.
 var ErrPidNamespace = errors.New("kadiag runs in a child pid namespace: the task_file iterator's pids would be the host's")
 
-// SocketFiles returns every process's inet stream socket descriptors in
-// one pass of an iter/task_file program: no /proc/PID/fd listing, no
-// readlink per descriptor, and no ptrace right over the processes. Pids are
-// as kadiag's pid namespace numbers them.
-func SocketFiles() ([]FileSocket, error) {
+// FilesReader is a loaded iter/task_file program: All walks every
+// process, Of one process (kernels >= 6.1 take a pid for the walk).
+type FilesReader struct {
+	prog  *ebpf.Program
+	all   *link.Iter
+	noPid atomic.Bool // the kernel refused a pid-scoped walk
+}
+
+// NewFilesReader loads the iter/task_file program.
+func NewFilesReader() (*FilesReader, error) {
 	spec, err := kernelSpec()
 	if err != nil {
 		return nil, err
@@ -145,13 +154,29 @@ func SocketFiles() ([]FileSocket, error) {
 	if err != nil {
 		return nil, loadErr("load the iter/task_file program", iterCaps, err)
 	}
-	defer prog.Close()
 	it, err := link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
+		prog.Close()
 		return nil, loadErr("attach the iter/task_file program", iterCaps, err)
 	}
-	defer it.Close()
-	f, err := it.Open()
+	return &FilesReader{prog: prog, all: it}, nil
+}
+
+// Close detaches and unloads the program.
+func (r *FilesReader) Close() error {
+	err := r.all.Close()
+	if perr := r.prog.Close(); err == nil {
+		err = perr
+	}
+	return err
+}
+
+// All returns every process's inet stream socket descriptors, in one pass
+// over every task of kadiag's pid namespace. Pids are as kadiag's pid
+// namespace numbers them; in a child pid namespace it returns
+// ErrPidNamespace.
+func (r *FilesReader) All() ([]FileSocket, error) {
+	f, err := r.all.Open()
 	if err != nil {
 		return nil, fmt.Errorf("run the task_file iterator: %w", err)
 	}
@@ -160,16 +185,88 @@ func SocketFiles() ([]FileSocket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run the task_file iterator: %w", err)
 	}
+	return decodeFiles(b, 0)
+}
+
+// Of returns the inet stream socket descriptors of one process, walking
+// only its descriptor table. A process that is gone has none. It returns
+// ErrUnsupported on kernels before 6.1, which cannot scope the walk
+// (then use All).
+func (r *FilesReader) Of(pid int) ([]FileSocket, error) {
+	if r.noPid.Load() {
+		return nil, ErrUnsupported
+	}
+	// union bpf_iter_link_info: task.tid, task.pid, task.pid_fd.
+	var info [3]uint32
+	info[1] = uint32(pid)
+	// union bpf_attr for BPF_LINK_CREATE: prog_fd, target_fd, attach_type,
+	// flags, iter_info, iter_info_len.
+	var attr [32]byte
+	le := binary.NativeEndian
+	le.PutUint32(attr[0:], uint32(r.prog.FD()))
+	le.PutUint32(attr[8:], uint32(ebpf.AttachTraceIter))
+	le.PutUint64(attr[16:], uint64(uintptr(unsafe.Pointer(&info[0]))))
+	le.PutUint32(attr[24:], uint32(unsafe.Sizeof(info)))
+	lfd, _, errno := unix.Syscall(unix.SYS_BPF, bpfLinkCreate, uintptr(unsafe.Pointer(&attr[0])), unsafe.Sizeof(attr))
+	runtime.KeepAlive(&info)
+	switch {
+	case errno == unix.ESRCH || errno == unix.ENOENT:
+		return nil, nil
+	case errno == unix.EINVAL || errno == unix.E2BIG:
+		r.noPid.Store(true)
+		return nil, ErrUnsupported
+	case errno != 0:
+		return nil, fmt.Errorf("attach the task_file iterator to pid %d: %w", pid, errno)
+	}
+	defer unix.Close(int(lfd))
+	var iattr [8]byte
+	le.PutUint32(iattr[0:], uint32(lfd))
+	ifd, _, errno := unix.Syscall(unix.SYS_BPF, bpfIterCreate, uintptr(unsafe.Pointer(&iattr[0])), unsafe.Sizeof(iattr))
+	if errno != 0 {
+		return nil, fmt.Errorf("open the task_file iterator of pid %d: %w", pid, errno)
+	}
+	f := os.NewFile(ifd, "bpf_iter")
+	defer f.Close()
+	b, err := readAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("run the task_file iterator of pid %d: %w", pid, err)
+	}
+	return decodeFiles(b, pid)
+}
+
+// bpf(2) commands (include/uapi/linux/bpf.h).
+const (
+	bpfLinkCreate = 28
+	bpfIterCreate = 33
+)
+
+// decodeFiles decodes records; with pid non-zero every record is that
+// process's, whatever number the initial pid namespace gives it.
+func decodeFiles(b []byte, pid int) ([]FileSocket, error) {
 	if len(b)%fileRecordSize != 0 {
 		return nil, fmt.Errorf("task_file iterator: %d bytes of output, not a multiple of %d", len(b), fileRecordSize)
 	}
 	out := make([]FileSocket, 0, len(b)/fileRecordSize)
 	le := binary.LittleEndian
 	for ; len(b) > 0; b = b[fileRecordSize:] {
-		if le.Uint32(b[16:]) != 0 {
-			return nil, ErrPidNamespace
+		p := pid
+		if p == 0 {
+			if le.Uint32(b[16:]) != 0 {
+				return nil, ErrPidNamespace
+			}
+			p = int(le.Uint32(b))
 		}
-		out = append(out, FileSocket{PID: int(le.Uint32(b)), FD: int(le.Uint32(b[4:])), Inode: le.Uint64(b[8:])})
+		out = append(out, FileSocket{PID: p, FD: int(le.Uint32(b[4:])), Inode: le.Uint64(b[8:])})
 	}
 	return out, nil
+}
+
+// SocketFiles loads the program, returns All's answer and unloads it.
+func SocketFiles() ([]FileSocket, error) {
+	r, err := NewFilesReader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.All()
 }

@@ -65,4 +65,45 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 			t.Errorf("fd %d: iterator inode %d, fstat inode %d mode %o", k.fd, ino, st.Ino, st.Mode)
 		}
 	}
+
+	// Scoped to one process: the same answer for it, nothing else.
+	r, err := NewFilesReader()
+	must(t, err)
+	defer r.Close()
+	of, err := r.Of(child.Process.Pid)
+	must(t, err)
+	// (The child also inherited the accepted sockets: accept4 without
+	// SOCK_CLOEXEC.) Of and All agree on it.
+	inChild := 0
+	for k := range seen {
+		if k.pid == child.Process.Pid {
+			inChild++
+		}
+	}
+	has3 := false
+	for _, f := range of {
+		if ino, ok := seen[key{f.PID, f.FD}]; !ok || ino != f.Inode || f.PID != child.Process.Pid {
+			t.Errorf("Of(child) has %+v, All has inode %d (present %v)", f, ino, ok)
+		}
+		has3 = has3 || (f.FD == 3 && f.Inode == inode(t, tcp))
+	}
+	if !has3 || len(of) != inChild {
+		t.Errorf("Of(child): %+v; want fd 3 with inode %d among the %d All lists", of, inode(t, tcp), inChild)
+	}
+	mine, err := r.Of(self)
+	must(t, err)
+	count := 0
+	for k := range seen {
+		if k.pid == self {
+			count++
+		}
+	}
+	if len(mine) != count {
+		t.Errorf("Of(self): %d descriptors, All: %d", len(mine), count)
+	}
+	child.Process.Kill()
+	child.Wait()
+	if gone, err := r.Of(child.Process.Pid); err != nil || len(gone) != 0 {
+		t.Errorf("Of(exited pid): %+v, %v; want nothing", gone, err)
+	}
 }
