@@ -28,7 +28,7 @@ type bpfPath struct {
 	filesReader *bpf.FilesReader
 	perPID      bool               // each process's descriptors walked apart (bpfFDs)
 	files       map[int][]fdSocket // or all at once: by pid
-	read  atomic.Int64       // sockets whose values it gave
+	read        atomic.Int64       // sockets whose values it gave
 	// fellBack counts sockets it saw but left to pidfd_getfd: MPTCP sockets
 	// whose subflows disagree.
 	fellBack atomic.Int64
