@@ -48,11 +48,20 @@ type TCPSocket struct {
 	// TimerRetrans is inet_diag's idiag_retrans: retransmits, or
 	// unanswered probes for the keepalive and zero-window timers.
 	TimerRetrans uint8
+	// TimerExpiresMs is inet_diag's idiag_expires: until the timer fires.
+	TimerExpiresMs uint32
+	// RecvQ and SendQ are inet_diag's idiag_rqueue and idiag_wqueue:
+	// unread and unacknowledged bytes, or a listener's accept queue and
+	// backlog.
+	RecvQ, SendQ uint32
+	// LastDataRecvMs and LastAckRecvMs are tcp_info's idle clocks (zero for
+	// a listener, as tcp_get_info leaves them).
+	LastDataRecvMs, LastAckRecvMs uint32
 }
 
 // tcpRecordSize is the size of one record the program writes; the layout
 // is tcpRecord's offsets.
-const tcpRecordSize = 104
+const tcpRecordSize = 160
 
 // Offsets within a record.
 const (
@@ -79,8 +88,19 @@ const (
 	recProbesOut   = 91
 	recProtocol    = 92 // sk_protocol of the inode's socket
 	recRetransmits = 94
-	recKeepTimer   = 95 // sk_timer pending
-	recV6Only      = 96 // the raw unit holding skc_ipv6only
+	recKeepTimer   = 95  // sk_timer pending
+	recV6Only      = 96  // the raw unit holding skc_ipv6only
+	recNow         = 104 // bpf_jiffies64
+	recRetransExp  = 112 // icsk_retransmit_timer.expires
+	recKeepExp     = 120 // sk_timer.expires
+	recLrcvtime    = 128 // icsk_ack.lrcvtime
+	recRcvTstamp   = 132
+	recRcvNxt      = 136
+	recCopiedSeq   = 140
+	recWriteSeq    = 144
+	recSndUna      = 148
+	recAckBacklog  = 152
+	recMaxBacklog  = 156
 )
 
 // tcpLayout is what the iter/tcp reader needs from the kernel's BTF.
@@ -90,6 +110,8 @@ type tcpLayout struct {
 	family, num, dport, state, saddr4, daddr4, saddr6, daddr6, v6only field
 	net, socket, keepTime, keepIntvl, keepProbes, userTimeout         field
 	pending, probesOut, retransmits, timerPprev                       field
+	retransExp, keepExp, lrcvtime, rcvTstamp, rcvNxt, copiedSeq       field
+	writeSeq, sndUna, ackBacklog, maxBacklog                          field
 	// From struct socket, struct file, struct inode.
 	socketSk, socketFile, fileInode, inodeIno field
 	// From struct sock (the inode's socket).
@@ -131,6 +153,16 @@ func loadTCPLayout() (*tcpLayout, error) {
 	l.pending = tp("inet_conn", "icsk_pending")
 	l.probesOut = tp("inet_conn", "icsk_probes_out")
 	l.retransmits = tp("inet_conn", "icsk_retransmits")
+	l.retransExp = tp("inet_conn", "icsk_retransmit_timer", "expires")
+	l.keepExp = tp(at(sk, "sk_timer", "expires")...)
+	l.lrcvtime = tp("inet_conn", "icsk_ack", "lrcvtime")
+	l.rcvTstamp = tp("rcv_tstamp")
+	l.rcvNxt = tp("rcv_nxt")
+	l.copiedSeq = tp("copied_seq")
+	l.writeSeq = tp("write_seq")
+	l.sndUna = tp("snd_una")
+	l.ackBacklog = tp(at(sk, "sk_ack_backlog")...)
+	l.maxBacklog = tp(at(sk, "sk_max_ack_backlog")...)
 	l.socketSk = fs.scalar("socket", "sk")
 	l.socketFile = fs.scalar("socket", "file")
 	l.fileInode = fs.scalar("file", "f_inode")
@@ -160,6 +192,8 @@ func loadTCPLayout() (*tcpLayout, error) {
 		{l.saddr4, 4}, {l.daddr4, 4}, {l.keepTime, 4}, {l.keepIntvl, 4}, {l.userTimeout, 4},
 		{l.sysTime, 4}, {l.sysIntvl, 4}, {l.keepProbes, 1}, {l.sysProbes, 1}, {l.probesOut, 1},
 		{l.skProtocol, 2}, {l.retransmits, 1}, {l.v6only, 8}, {l.inodeIno, 8},
+		{l.retransExp, 8}, {l.keepExp, 8}, {l.lrcvtime, 4}, {l.rcvTstamp, 4}, {l.rcvNxt, 4},
+		{l.copiedSeq, 4}, {l.writeSeq, 4}, {l.sndUna, 4}, {l.ackBacklog, 4}, {l.maxBacklog, 4},
 	} {
 		if c.f.bytes > c.max {
 			return nil, fmt.Errorf("%w: a kernel field is %d bytes, kadiag's record has %d", ErrUnsupported, c.f.bytes, c.max)
@@ -236,7 +270,20 @@ func tcpReadInstructions(l *tcpLayout) asm.Instructions {
 	b.copyField(asm.R8, l.userTimeout, rec, recUserTimeout)
 	b.copyField(asm.R8, l.probesOut, rec, recProbesOut)
 	b.copyField(asm.R8, l.retransmits, rec, recRetransmits)
+	for _, c := range []struct {
+		f    field
+		slot int16
+	}{
+		{l.retransExp, recRetransExp}, {l.keepExp, recKeepExp}, {l.lrcvtime, recLrcvtime},
+		{l.rcvTstamp, recRcvTstamp}, {l.rcvNxt, recRcvNxt}, {l.copiedSeq, recCopiedSeq},
+		{l.writeSeq, recWriteSeq}, {l.sndUna, recSndUna}, {l.ackBacklog, recAckBacklog},
+		{l.maxBacklog, recMaxBacklog},
+	} {
+		b.copyField(asm.R8, c.f, rec, c.slot)
+	}
 	b.emit(
+		asm.FnJiffies64.Call(),
+		asm.StoreMem(asm.RFP, rec+recNow, asm.R0, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R8, l.timerPprev.off, asm.DWord),
 		asm.JEq.Imm(asm.R1, 0, "net"),
 		asm.StoreImm(asm.RFP, rec+recKeepTimer, 1, asm.Byte),
@@ -455,23 +502,45 @@ func decodeTCP(b []byte, l *tcpLayout, sysSecs int) ([]TCPSocket, error) {
 		s.IntervalS = int(or(le.Uint32(r[recKeepIntvl:]), le.Uint32(r[recSysIntvl:]))) / hz
 		s.Count = int(or(uint32(r[recKeepProbes]), uint32(r[recSysProbes])))
 		s.UserTimeoutMs = int(le.Uint32(r[recUserTimeout:]))
-		// inet_diag's choice of timer (inet_sk_diag_fill).
+		// inet_diag's choice of timer (inet_sk_diag_fill), its expiry
+		// (jiffies_delta_to_msecs) and queues (tcp_diag_get_info), and
+		// tcp_info's idle clocks (tcp_get_info), all from jiffies.
+		now := le.Uint64(r[recNow:])
+		ms := func(j uint64) uint32 { return uint32(j * 1000 / uint64(hz)) }
+		until := func(exp uint64) uint32 {
+			if d := int64(exp - now); d > 0 {
+				return ms(uint64(d))
+			}
+			return 0
+		}
 		switch r[recPending] {
 		case icskTimeRetrans, icskTimeReoTimeout, icskTimeLossProbe:
-			s.Timer = 1
+			s.Timer, s.TimerExpiresMs = 1, until(le.Uint64(r[recRetransExp:]))
 		case icskTimeProbe0:
-			s.Timer, s.TimerRetrans = 4, r[recProbesOut]
+			s.Timer, s.TimerRetrans, s.TimerExpiresMs = 4, r[recProbesOut], until(le.Uint64(r[recRetransExp:]))
 		default:
 			if r[recKeepTimer] != 0 {
-				s.Timer, s.TimerRetrans = 2, r[recProbesOut]
+				s.Timer, s.TimerRetrans, s.TimerExpiresMs = 2, r[recProbesOut], until(le.Uint64(r[recKeepExp:]))
 			} else {
 				s.TimerRetrans = 0
 			}
+		}
+		if s.State == tcpListen {
+			s.RecvQ, s.SendQ = le.Uint32(r[recAckBacklog:]), le.Uint32(r[recMaxBacklog:])
+		} else {
+			now32 := uint32(now)
+			s.RecvQ = uint32(max(int32(le.Uint32(r[recRcvNxt:])-le.Uint32(r[recCopiedSeq:])), 0))
+			s.SendQ = le.Uint32(r[recWriteSeq:]) - le.Uint32(r[recSndUna:])
+			s.LastDataRecvMs = ms(uint64(now32 - le.Uint32(r[recLrcvtime:])))
+			s.LastAckRecvMs = ms(uint64(now32 - le.Uint32(r[recRcvTstamp:])))
 		}
 		out = append(out, s)
 	}
 	return out, nil
 }
+
+// tcpListen is TCP_LISTEN (include/net/tcp_states.h).
+const tcpListen = 10
 
 // icsk_pending values (include/net/inet_connection_sock.h).
 const (

@@ -5,8 +5,10 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/kadiag/kadiag/internal/testenv"
+	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -241,5 +243,82 @@ func TestTCPReaderNoBTF(t *testing.T) {
 	}
 	if err := ReadAvailable(); !errors.Is(err, ErrNoBTF) {
 		t.Fatalf("ReadAvailable: %v, want ErrNoBTF", err)
+	}
+}
+
+// TestTCPReaderEqualsInetDiag: state, timer, queues, owner and idle clocks
+// equal inet_diag's (the time-based ones within the time between the two
+// reads), on sockets with unread data, a pending connection on a listener
+// and the keepalive timer armed.
+func TestTCPReaderEqualsInetDiag(t *testing.T) {
+	n := testenv.NewNetns(t)
+	fds := make([]int, len(sockCases))
+	must(t, n.Do(func() error {
+		for i, c := range sockCases {
+			fds[i] = makeSocket(t, c)
+		}
+		// Unread data: the peer of a connection writes 777 bytes.
+		l := makeSocket(t, sockCase{family: unix.AF_INET, listen: true})
+		addr, err := unix.Getsockname(l)
+		must(t, err)
+		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		must(t, err)
+		closeFD(t, c)
+		must(t, unix.Connect(c, addr)) // left in l's accept queue
+		c2, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		must(t, err)
+		closeFD(t, c2)
+		must(t, unix.Connect(c2, addr))
+		a, _, err := unix.Accept(l)
+		must(t, err)
+		closeFD(t, a)
+		_, err = unix.Write(a, make([]byte, 777))
+		return err
+	}))
+	time.Sleep(50 * time.Millisecond) // idle clocks away from zero
+	r, err := NewTCPReader()
+	must(t, err)
+	defer r.Close()
+	got, err := r.Read(n.Handle, false)
+	must(t, err)
+	h, err := netlink.NewHandleAt(n.Handle, unix.NETLINK_INET_DIAG) // without the family it dumps the caller's namespace
+	must(t, err)
+	defer h.Close()
+	diag := map[uint32]*netlink.InetDiagTCPInfoResp{}
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		rs, err := h.SocketDiagTCPInfo(fam)
+		must(t, err)
+		for _, d := range rs {
+			diag[d.InetDiagMsg.INode] = d
+		}
+	}
+	near := func(a, b uint32) bool { return a+100 >= b && b+100 >= a }
+	var unread, backlog, timers int
+	for _, s := range got {
+		d, ok := diag[uint32(s.Inode)]
+		if !ok {
+			t.Errorf("inode %d: not in inet_diag's dump", s.Inode)
+			continue
+		}
+		m := d.InetDiagMsg
+		if s.State != m.State || s.Timer != m.Timer || s.TimerRetrans != m.Retrans || s.RecvQ != m.RQueue || s.SendQ != m.WQueue ||
+			s.UID != m.UID || !near(s.TimerExpiresMs, m.Expires) || s.Local.Port() != m.ID.SourcePort || s.Remote.Port() != m.ID.DestinationPort {
+			t.Errorf("inode %d: bpf %+v; inet_diag %+v", s.Inode, s, *m)
+		}
+		if ti := d.TCPInfo; ti != nil && (!near(s.LastDataRecvMs, ti.Last_data_recv) || !near(s.LastAckRecvMs, ti.Last_ack_recv)) {
+			t.Errorf("inode %d: idle clocks bpf %d/%d ms, tcp_info %d/%d ms", s.Inode, s.LastDataRecvMs, s.LastAckRecvMs, ti.Last_data_recv, ti.Last_ack_recv)
+		}
+		if s.RecvQ == 777 && s.State == 1 {
+			unread++
+		}
+		if s.State == 10 && s.RecvQ == 1 {
+			backlog++
+		}
+		if s.Timer == 2 && s.TimerExpiresMs > 0 {
+			timers++
+		}
+	}
+	if unread != 1 || backlog != 1 || timers == 0 {
+		t.Errorf("the cases did not happen: %d sockets with 777 unread bytes, %d listeners with one pending connection, %d keepalive timers", unread, backlog, timers)
 	}
 }
