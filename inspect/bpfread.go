@@ -156,18 +156,24 @@ func (s *scan) closeBPF() {
 }
 
 // loadBPF reads the namespace's sockets with the iter/tcp program while its
-// handle is still open; a failure leaves those sockets to pidfd_getfd.
-func (n *namespace) loadBPF(ns netns.NsHandle) {
+// handle is still open, and fills both the exact values and what the
+// inet_diag dump would give (state, addresses, timer, queues, idle clocks),
+// so that the namespace needs no dump. It returns false, leaving the
+// namespace to the dump and its sockets to pidfd_getfd, when the iterator
+// does not run (not in use, or a failure that the dump then reports).
+func (n *namespace) loadBPF(ns netns.NsHandle) bool {
 	if n.tcp == nil {
-		return
+		return false
 	}
 	ss, err := n.tcp.Read(ns, n.same)
 	if err != nil {
 		n.bpfErr = err
-		return
+		return false
 	}
 	n.bpfSockets = make(map[uint64]bpfSocket, len(ss))
+	n.sockets = make(map[uint64]diagEntry, len(ss))
 	for _, s := range ss {
+		n.sockets[s.Inode] = diagOf(&s)
 		old, seen := n.bpfSockets[s.Inode]
 		if !seen {
 			n.bpfSockets[s.Inode] = bpfSocket{TCPSocket: s}
@@ -179,6 +185,31 @@ func (n *namespace) loadBPF(ns netns.NsHandle) {
 			n.bpfSockets[s.Inode] = old
 		}
 	}
+	return true
+}
+
+// diagOf is what inet_diag would have answered for the socket.
+func diagOf(s *bpf.TCPSocket) diagEntry {
+	e := diagEntry{
+		family:       uint8(s.Family),
+		state:        s.State,
+		timer:        s.Timer,
+		retrans:      s.TimerRetrans,
+		hasInfo:      true,
+		mptcp:        s.Protocol == bpf.IPProtoMPTCP,
+		sport:        s.Local.Port(),
+		dport:        s.Remote.Port(),
+		src:          s.Local.Addr(),
+		dst:          s.Remote.Addr(),
+		expires:      s.TimerExpiresMs,
+		rqueue:       s.RecvQ,
+		wqueue:       s.SendQ,
+		uid:          s.UID,
+		inode:        uint32(s.Inode),
+		lastDataRecv: s.LastDataRecvMs,
+		lastAckRecv:  s.LastAckRecvMs,
+	}
+	return e
 }
 
 // bpfSocket is a socket as the iter/tcp program read it.

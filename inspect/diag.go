@@ -83,12 +83,14 @@ func (n *namespace) load() {
 		defer ns.Close()
 	}
 	n.h = netns.None()
-	n.sockets, n.interrupted, n.err = dump(ns, n.same, n.id)
-	if n.err != nil {
-		return
+	// The BPF iterator, where it runs, gives all the dump would (bpfread.go).
+	if !n.loadBPF(ns) {
+		n.sockets, n.interrupted, n.err = dump(ns, n.same, n.id)
+		if n.err != nil {
+			return
+		}
 	}
 	n.sysctl, _ = readSysctl(ns, n.same)
-	n.loadBPF(ns)
 }
 
 // dump returns every TCP socket of the namespace by inode. The dump is
