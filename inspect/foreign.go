@@ -30,11 +30,14 @@ func (s *scan) classifyMissing(p *proc, nsfds map[uint64]int) (out []foreignSock
 		if err != nil {
 			continue // closed or reused since the listing
 		}
-		if !isTCP(nfd) {
+		proto := tcpProtocol(nfd)
+		if proto == 0 {
 			unix.Close(nfd)
 			continue
 		}
 		o, err := readOptions(nfd)
+		o.mptcp = proto == ipprotoMPTCP
+		o.netns = sockfd.NetnsIno(nfd)
 		switch {
 		case err != nil:
 		case o.netns == 0:
@@ -56,18 +59,22 @@ func (s *scan) classifyMissing(p *proc, nsfds map[uint64]int) (out []foreignSock
 	return out, unidentified
 }
 
-// isTCP reports whether nfd is an inet stream socket of TCP or MPTCP.
-func isTCP(nfd int) bool {
+// tcpProtocol returns SO_PROTOCOL of nfd if it is an inet stream socket of
+// TCP or MPTCP, else 0.
+func tcpProtocol(nfd int) int {
 	dom, err := unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil || (dom != unix.AF_INET && dom != unix.AF_INET6) {
-		return false
+		return 0
 	}
 	typ, err := unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil || typ != unix.SOCK_STREAM {
-		return false
+		return 0
 	}
 	proto, err := unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
-	return err == nil && (proto == unix.IPPROTO_TCP || proto == ipprotoMPTCP)
+	if err != nil || (proto != unix.IPPROTO_TCP && proto != ipprotoMPTCP) {
+		return 0
+	}
+	return proto
 }
 
 // foreign finds the sockets of every process that live in other namespaces,

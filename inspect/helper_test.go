@@ -36,7 +36,15 @@ func TestMain(m *testing.M) {
 // prints its JSON: "netns PATH MAXIDLE_MS".
 func scanHelper(args []string) int {
 	ms, _ := strconv.Atoi(args[2])
-	r, err := ScanNetns(args[1], Options{MaxIdle: time.Duration(ms) * time.Millisecond})
+	o := Options{MaxIdle: time.Duration(ms) * time.Millisecond}
+	var r *Report
+	var err error
+	if args[0] == "pid" {
+		pid, _ := strconv.Atoi(args[1])
+		r, err = ScanPIDs([]int{pid}, o)
+	} else {
+		r, err = ScanNetns(args[1], o)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

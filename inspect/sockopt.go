@@ -62,16 +62,15 @@ func (p pidfd) read(fd int, ino uint64) (options, error) {
 	return readOptions(nfd)
 }
 
-// readOptions reads the keepalive options of an open socket.
+// readOptions reads the keepalive options of an open socket. Whether it is
+// an MPTCP socket comes from the MPTCP dump (or isTCP for sockets found
+// outside it), and its namespace from SIOCGSKNS only where it is not
+// known: a socket found by inode in a namespace's dump lives there (socket
+// inodes are unique host-wide), so the hot path costs no extra syscalls.
 func readOptions(nfd int) (options, error) {
 	var o options
-	proto, err := unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	ka, err := unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 	if err != nil {
-		return o, err
-	}
-	o.mptcp = proto == ipprotoMPTCP
-	var ka int
-	if ka, err = unix.GetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil {
 		return o, err
 	}
 	o.keepalive = ka != 0
@@ -89,11 +88,7 @@ func readOptions(nfd int) (options, error) {
 		// Not a missing privilege: the protocol has no such option.
 		o.userTimeout, o.noUserTimeout, err = 0, true, nil
 	}
-	if err != nil {
-		return o, err
-	}
-	o.netns = sockfd.NetnsIno(nfd)
-	return o, nil
+	return o, err
 }
 
 // unsupported reports whether err means the socket's protocol lacks an option.

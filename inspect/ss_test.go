@@ -35,8 +35,14 @@ func ssDump(t *testing.T, n *testenv.Netns) map[uint64]ssSocket {
 	if err != nil {
 		t.Fatalf("ss -tonie: %v", err)
 	}
+	return parseSS(t, string(out))
+}
+
+// parseSS reads the output of ss -tonie (live or recorded in testdata).
+func parseSS(t *testing.T, out string) map[uint64]ssSocket {
+	t.Helper()
 	res := map[uint64]ssSocket{}
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if line == "" || line[0] == ' ' || line[0] == '\t' || strings.HasPrefix(line, "State") {
 			continue
 		}

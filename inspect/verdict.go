@@ -80,7 +80,9 @@ func (s *Socket) setExact(o options, m *diagEntry) {
 		UserTimeoutUnsupported: o.noUserTimeout,
 		Source:                 Exact,
 	}
-	if o.mptcp {
+	// Only MPTCP answers TCP_USER_TIMEOUT with EOPNOTSUPP: a kernel without
+	// mptcp_diag still gets the protocol right.
+	if o.mptcp || o.noUserTimeout {
 		s.Protocol = "mptcp"
 	}
 	s.setTimer(m)

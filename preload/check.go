@@ -146,7 +146,7 @@ func judge(s Socket, c Config) SocketCheck {
 	if c.Count != 0 && s.Count > c.Count {
 		p = append(p, fmt.Sprintf("count %d, configured %d", s.Count, c.Count))
 	}
-	if c.UserTimeout != 0 && (s.UserTimeout == 0 || s.UserTimeout > c.UserTimeout) {
+	if c.UserTimeout != 0 && !s.NoUserTimeout && (s.UserTimeout == 0 || s.UserTimeout > c.UserTimeout) {
 		p = append(p, fmt.Sprintf("user timeout %v, configured %v", s.UserTimeout, c.UserTimeout))
 	}
 	if len(p) > 0 {

@@ -315,6 +315,17 @@ func TestMPTCPManaged(t *testing.T) {
 			if want.UserTimeout = 0; out != want {
 				t.Errorf("outside (kadiag sockets): %v, want %v", out, want)
 			}
+			// preload check: the configured user timeout cannot apply to an
+			// MPTCP socket, which is no reason to call the library ineffective.
+			c, err := Check(p.cmd.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range c.Sockets {
+				if s.Remote == addr && !s.OK {
+					t.Errorf("preload check: MPTCP socket %+v: %s", s.Socket, s.Problem)
+				}
+			}
 			ss, err := exec.Command("ss", "-tonie", "state", "established", "dst", addr).Output()
 			if err != nil {
 				t.Fatal(err)

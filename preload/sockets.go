@@ -20,6 +20,9 @@ type Socket struct {
 	Interval    time.Duration
 	Count       int
 	UserTimeout time.Duration
+	// NoUserTimeout: the socket has no TCP_USER_TIMEOUT (MPTCP), so a
+	// configured user timeout cannot apply to it.
+	NoUserTimeout bool
 	// Source is "bpf" or "getsockopt" for exact values (see
 	// inspect.Source), or "inferred" from the kernel's keepalive timer.
 	Source string
@@ -37,18 +40,19 @@ func TCPSockets(pid int) ([]Socket, error) {
 	for _, s := range p.Sockets {
 		k := s.Keepalive
 		out = append(out, Socket{
-			FD:          s.FD,
-			Family:      s.Family,
-			State:       s.State,
-			Listening:   s.State == "LISTEN",
-			Local:       s.Local,
-			Remote:      s.Remote,
-			Keepalive:   k.Enabled,
-			Idle:        time.Duration(k.IdleS) * time.Second,
-			Interval:    time.Duration(k.IntervalS) * time.Second,
-			Count:       k.Count,
-			UserTimeout: time.Duration(k.UserTimeoutMs) * time.Millisecond,
-			Source:      string(k.Source),
+			FD:            s.FD,
+			Family:        s.Family,
+			State:         s.State,
+			Listening:     s.State == "LISTEN",
+			Local:         s.Local,
+			Remote:        s.Remote,
+			Keepalive:     k.Enabled,
+			Idle:          time.Duration(k.IdleS) * time.Second,
+			Interval:      time.Duration(k.IntervalS) * time.Second,
+			Count:         k.Count,
+			UserTimeout:   time.Duration(k.UserTimeoutMs) * time.Millisecond,
+			NoUserTimeout: k.UserTimeoutUnsupported,
+			Source:        string(k.Source),
 		})
 	}
 	return out, nil

@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/preload"
 	"github.com/kadiag/kadiag/simulate/client"
+	"github.com/prometheus/procfs"
 )
 
 // ErrNotPrivileged is returned when kadiag may not build namespaces.
@@ -28,29 +28,20 @@ var ErrNotPrivileged = errors.New("kadiag simulate needs root (CAP_SYS_ADMIN, CA
 // container given CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN works and a root without
 // them gets the one-line answer rather than an EPERM from deep inside.
 func checkPrivilege() error {
-	f, err := os.Open("/proc/self/status")
+	self, err := procfs.Self()
 	if err != nil {
 		return fmt.Errorf("read capabilities: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "CapEff:")
-		if !ok {
-			continue
-		}
-		caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		if err != nil {
-			return fmt.Errorf("read capabilities: %w", err)
-		}
-		// CAP_NET_RAW: every lab captures its client links (AF_PACKET).
-		const netAdmin, netRaw, sysAdmin = 1 << 12, 1 << 13, 1 << 21
-		if caps&netAdmin == 0 || caps&netRaw == 0 || caps&sysAdmin == 0 {
-			return ErrNotPrivileged
-		}
-		return nil
+	st, err := self.NewStatus()
+	if err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
 	}
-	return ErrNotPrivileged
+	// CAP_NET_RAW: every lab captures its client links (AF_PACKET).
+	const netAdmin, netRaw, sysAdmin = 1 << 12, 1 << 13, 1 << 21
+	if st.CapEff&netAdmin == 0 || st.CapEff&netRaw == 0 || st.CapEff&sysAdmin == 0 {
+		return ErrNotPrivileged
+	}
+	return nil
 }
 
 // labRun is one client in one lab.
