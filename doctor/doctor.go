@@ -80,7 +80,7 @@ type Preload struct {
 
 // Fix is one change that makes the process's idle connections survive.
 type Fix struct {
-	// Kind is env, kubernetes, java, go, python, sysctl or rebuild.
+	// Kind is env, kubernetes, java, go, python, fix, sysctl or rebuild.
 	Kind  string `json:"kind"`
 	Title string `json:"title"`
 	// Text is what to run, paste or apply; Lang names its language for

@@ -53,12 +53,12 @@ func fixes(r *Result, o Options) []Fix {
 		switch {
 		case r.Container.Kubernetes:
 			out = append(out, Fix{Kind: "kubernetes", Title: "Kubernetes: an initContainer ships the library, the pod preloads it", Lang: "sh",
-				Text: fmt.Sprintf("kadiag preload env --format k8s --container %s --libc %s --idle %ds --interval %ds --count %d > kadiag-preload.yaml\nkubectl patch deployment NAME --patch-file kadiag-preload.yaml\n",
+				Text: fmt.Sprintf("kadiag preload env --format k8s --container %s --libc %s --keepidle %ds --keepintvl %ds --keepcnt %d > kadiag-preload.yaml\nkubectl patch deployment NAME --patch-file kadiag-preload.yaml\n",
 					o.Container, libc, secs(idle), secs(intvl), cnt),
 				Why: "the patch adds an emptyDir, an initContainer that extracts the library into it, and LD_PRELOAD plus KADIAG_* variables on the application container; the pods restart with it"})
 		case r.Container.InContainer:
 			out = append(out, Fix{Kind: "env", Title: "Container: bake the library into the image or mount it, and pass the environment", Lang: "sh",
-				Text: fmt.Sprintf("kadiag preload extract --dir ./kadiag --libc %s\nkadiag preload env --format docker --lib /opt/kadiag/%s --idle %ds > kadiag.env\ndocker run -v \"$PWD/kadiag:/opt/kadiag:ro\" --env-file kadiag.env IMAGE\n",
+				Text: fmt.Sprintf("kadiag preload extract --dir ./kadiag --libc %s\nkadiag preload env --format docker --lib /opt/kadiag/%s --keepidle %ds > kadiag.env\ndocker run -v \"$PWD/kadiag:/opt/kadiag:ro\" --env-file kadiag.env IMAGE\n",
 					libc, preload.LibraryName, secs(idle)),
 				Why: "the library must exist inside the container's filesystem at the path LD_PRELOAD names, built for the container's libc"})
 		}
@@ -109,8 +109,29 @@ sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, %d)
 					secs(idle), secs(intvl), cnt)})
 		}
 	}
+	// kadiag fix needs neither LD_PRELOAD nor a restart: the best fix where
+	// the preload cannot work, the one for "no restart possible" elsewhere.
+	live := liveFix(r, idle, intvl, cnt)
+	if rt.Preloadable() {
+		out = append(out, live)
+	} else {
+		out = append([]Fix{live}, out...)
+	}
 	out = append(out, sysctlFix(r, idle))
 	return out
+}
+
+// liveFix prescribes kadiag fix in both forms: the sockets the process
+// holds now, and every connection its cgroup makes from now on.
+func liveFix(r *Result, idle, intvl time.Duration, cnt int) Fix {
+	flags := fmt.Sprintf("--keepidle %ds --keepintvl %ds --keepcnt %d", int(idle/time.Second), int(intvl/time.Second), cnt)
+	title := "No restart: kadiag fix turns keepalive on in the running process and its cgroup"
+	if !r.Runtime.Preloadable() {
+		title = "No code change, no restart: kadiag fix (the preload cannot reach this program)"
+	}
+	return Fix{Kind: "fix", Title: title, Lang: "sh",
+		Text: fmt.Sprintf("sudo kadiag fix --pid %d %s             # the connections it holds now\nsudo kadiag fix --pid %d --cgroup-of %s # every connection its cgroup opens from now on\n", r.PID, flags, r.PID, flags),
+		Why:  "the first sets the options on the process's open sockets (pidfd_getfd + setsockopt, read back); the second attaches BPF programs to its cgroup v2 that set them on every new connection and keep them on when the application turns keepalive off; any language, static binaries included (docs/fix.md)"}
 }
 
 // sysctlFix says whether lowering net.ipv4.tcp_keepalive_time helps: only

@@ -59,7 +59,7 @@ func CgroupOf(pid int) (string, error) {
 }
 
 func policyOf(p *bpf.Policy) Policy {
-	return Policy{Cgroup: p.Cgroup, CgroupID: p.CgroupID, Pinned: p.Pinned, Since: p.Since.UTC(), Replaced: p.Replaced,
+	return Policy{Cgroup: p.Cgroup, CgroupID: p.CgroupID, Pinned: p.Pinned, HolderPID: p.Holder, Since: p.Since.UTC(), Replaced: p.Replaced,
 		Settings: Settings{Idle: p.Settings.Idle, Interval: p.Settings.Interval, Count: p.Settings.Count, UserTimeout: p.Settings.UserTimeout}.json()}
 }
 
@@ -109,23 +109,31 @@ func Remove(dir string) (*Report, error) {
 		return nil, err
 	}
 	r := newReport("remove", Settings{Idle: p.Settings.Idle, Interval: p.Settings.Interval, Count: p.Settings.Count, UserTimeout: p.Settings.UserTimeout})
-	p.Cgroup = dir
 	r.Policies = append(r.Policies, policyOf(&p))
 	r.notef("sockets already open keep the options they were given")
 	return r, nil
 }
 
-// List returns kadiag's pinned cgroup policies.
+// List returns kadiag's cgroup policies: those pinned in bpffs and, with
+// CAP_SYS_ADMIN, those held by running kadiag processes (--hold).
 func List() (*Report, error) {
 	ps, err := bpf.List()
 	if err != nil {
 		return nil, err
 	}
 	r := newReport("list", Settings{})
+	held, err := bpf.Held()
+	switch {
+	case errors.Is(err, bpf.ErrCapability):
+		r.notef("policies held by running kadiag processes (--hold) are listed with CAP_SYS_ADMIN")
+	case err != nil:
+		r.notef("policies held by running kadiag processes: %v", err)
+	}
+	ps = append(ps, held...)
 	for i := range ps {
 		r.Policies = append(r.Policies, policyOf(&ps[i]))
 		if _, err := os.Stat(ps[i].Cgroup); errors.Is(err, os.ErrNotExist) {
-			r.notef("cgroup %s no longer exists; kadiag fix --remove cannot name it: delete %s", ps[i].Cgroup, ps[i].Pinned)
+			r.notef("cgroup %s no longer exists: its programs are inert; kadiag fix --remove --cgroup %s deletes the record", ps[i].Cgroup, ps[i].Cgroup)
 		}
 	}
 	return r, nil

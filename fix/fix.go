@@ -41,10 +41,10 @@ var (
 // Settings are the keepalive options a fix enforces. Their defaults are the
 // preload library's: idle 60 s, interval 15 s, 4 probes.
 type Settings struct {
-	Idle        time.Duration `json:"-"`
-	Interval    time.Duration `json:"-"`
-	Count       int           `json:"-"`
-	UserTimeout time.Duration `json:"-"` // 0: TCP_USER_TIMEOUT untouched
+	Idle        time.Duration // TCP_KEEPIDLE, whole seconds
+	Interval    time.Duration // TCP_KEEPINTVL, whole seconds
+	Count       int           // TCP_KEEPCNT
+	UserTimeout time.Duration // TCP_USER_TIMEOUT; 0: untouched
 }
 
 // Defaults of the preload library (preload.DefaultIdle and friends).
@@ -221,9 +221,11 @@ type Policy struct {
 	Settings settingsJSON `json:"settings"`
 	// Pinned is the bpffs directory that keeps it attached, "" while held
 	// by a running kadiag (--hold).
-	Pinned   string    `json:"pinned"`
-	Since    time.Time `json:"since"`
-	Replaced bool      `json:"replaced"` // an earlier kadiag policy was replaced
+	Pinned string `json:"pinned"`
+	// HolderPID is the kadiag process holding an unpinned policy.
+	HolderPID int       `json:"holder_pid,omitempty"`
+	Since     time.Time `json:"since"`
+	Replaced  bool      `json:"replaced"` // an earlier kadiag policy was replaced
 }
 
 func newReport(mode string, s Settings) *Report {

@@ -1,6 +1,7 @@
 package fix
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -98,6 +99,19 @@ func TestCgroupRuntimes(t *testing.T) {
 	if len(r.Policies) != 1 || r.Policies[0].Pinned != "" {
 		t.Fatalf("held policy: %+v", r.Policies)
 	}
+	lr, err := List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range lr.Policies {
+		if p.Cgroup == dir {
+			found = p.Pinned == "" && p.HolderPID == os.Getpid() && p.Settings.UserTimeoutMs == 30000
+		}
+	}
+	if !found {
+		t.Errorf("List does not show the held policy on %s: %+v", dir, lr.Policies)
+	}
 	want := fixed
 	want.UserTimeoutMs = 30000
 	for _, kind := range []string{"c", "go", "python", "java"} {
@@ -112,10 +126,16 @@ func TestCgroupRuntimes(t *testing.T) {
 					t.Errorf("read inside the process (%d): %+v, want %+v", i, o, want)
 				}
 			}
+			ino := uint64(0)
 			if got := c.first[0]; got.FD >= 0 {
-				if left := l.ssKeepalive(t, inodeOf(t, c.pid(), got.FD)); left < 1 || left > 60 {
-					t.Errorf("ss -tonie: keepalive timer %ds, want one armed for at most 60s", left)
-				}
+				ino = inodeOf(t, c.pid(), got.FD)
+			} else {
+				// The JDK does not tell its descriptor: the process's one
+				// socket connected to the lab's server.
+				ino = connectedInode(t, c.pid(), fmt.Sprintf("%s:%d", l.link.A4, l.port4))
+			}
+			if left := l.ssKeepalive(t, ino); left < 1 || left > 60 {
+				t.Errorf("ss -tonie: keepalive timer %ds, want one armed for at most 60s: %s", left, l.ssLine(t, ino))
 			}
 		})
 	}
@@ -165,6 +185,30 @@ func TestCgroupPinnedRemove(t *testing.T) {
 	}
 	if _, err := Remove(dir); !errors.Is(err, ErrNotAttached) {
 		t.Errorf("second Remove: %v, want ErrNotAttached", err)
+	}
+
+	// A cgroup deleted with its policy pinned: listed with a note, removed
+	// by the path it was attached with.
+	gone := bpftest.Sub(t, dir, "deleted")
+	if _, _, err := Cgroup(gone, DefaultSettings(), false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	lr, err = List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(lr.Notes, "\n"), gone+" no longer exists") {
+		t.Errorf("List notes %q: want one about %s", lr.Notes, gone)
+	}
+	rr, err := Remove(gone)
+	if err != nil {
+		t.Fatalf("Remove of a deleted cgroup's policy: %v", err)
+	}
+	if rr.Policies[0].Cgroup != gone {
+		t.Errorf("removed %+v", rr.Policies[0])
 	}
 }
 
@@ -438,5 +482,64 @@ func TestBadInput(t *testing.T) {
 	}
 	if _, err := ResolveCgroup("/definitely/not/a/cgroup"); !errors.Is(err, ErrNoCgroup2) {
 		t.Errorf("ResolveCgroup: %v", err)
+	}
+}
+
+// TestManySockets: a process with more sockets than parallelFrom is fixed
+// by several workers; every socket is fixed once, in descriptor order, and
+// reads back the settings in-process.
+func TestManySockets(t *testing.T) {
+	testenv.Privileged(t)
+	lc := net.ListenConfig{KeepAlive: -1} // Go would turn keepalive on
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := net.Dialer{KeepAlive: -1}
+	var conns []*net.TCPConn
+	for i := 0; i < 300; i++ {
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c.(*net.TCPConn), a.(*net.TCPConn))
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	s := DefaultSettings()
+	s.Idle = 41 * time.Second
+	r, err := PID(os.Getpid(), LiveOptions{Settings: s, AllSockets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byFD := map[int]Socket{}
+	last := -1
+	for _, sk := range r.Sockets {
+		if sk.FD <= last {
+			t.Fatalf("sockets out of order: fd %d after %d", sk.FD, last)
+		}
+		last = sk.FD
+		byFD[sk.FD] = sk
+	}
+	want := Options{Keepalive: true, IdleS: 41, IntervalS: 15, Count: 4}
+	for _, c := range conns {
+		rc, _ := c.SyscallConn()
+		rc.Control(func(f uintptr) {
+			sk, ok := byFD[int(f)]
+			if !ok || sk.Action != Changed || sk.After != want {
+				t.Fatalf("fd %d: %+v (listed %v)", f, sk, ok)
+			}
+			if v, _ := unix.GetsockoptInt(int(f), unix.SOL_TCP, unix.TCP_KEEPIDLE); v != 41 {
+				t.Fatalf("fd %d: TCP_KEEPIDLE %d in-process", f, v)
+			}
+		})
 	}
 }

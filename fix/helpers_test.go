@@ -287,3 +287,20 @@ func inodeOf(t *testing.T, pid, fd int) uint64 {
 	}
 	return v
 }
+
+// connectedInode returns the inode of pid's one socket connected to remote,
+// found with a dry-run fix (its listing reads every socket of the process).
+func connectedInode(t *testing.T, pid int, remote string) uint64 {
+	t.Helper()
+	r, err := PID(pid, LiveOptions{Settings: DefaultSettings(), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range r.Sockets {
+		if s.Remote == remote {
+			return s.Inode
+		}
+	}
+	t.Fatalf("pid %d has no socket to %s: %+v", pid, remote, r.Sockets)
+	return 0
+}

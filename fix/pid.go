@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/kadiag/kadiag/internal/bpf"
 	"github.com/kadiag/kadiag/internal/sockfd"
 	"golang.org/x/sys/unix"
 )
@@ -77,10 +81,22 @@ func procErr(pid int, what string, err error) error {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
 		return fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-		return fmt.Errorf("pid %d: %s: %w: needs CAP_SYS_PTRACE or the process's own user (or --via bpf with CAP_BPF and CAP_PERFMON)", pid, what, ErrPermission)
+		// Another user's /proc/PID/fd is mode 0500 (a DAC check); its
+		// links and pidfd_getfd are ptrace checks.
+		if cerr := bpf.Missing(fmt.Sprintf("pid %d: %s: %v", pid, what, ErrPermission), unix.CAP_SYS_PTRACE, unix.CAP_DAC_READ_SEARCH); cerr != nil {
+			return permissionError{cerr}
+		}
+		return fmt.Errorf("pid %d: %s: %w (ptrace refused: Yama ptrace_scope or a security module? --via bpf needs no ptrace)", pid, what, ErrPermission)
 	}
 	return fmt.Errorf("pid %d: %s: %w", pid, what, err)
 }
+
+// permissionError is a refusal explained by missing capabilities: it is
+// both ErrPermission and, unwrapped, a *bpf.CapabilityError.
+type permissionError struct{ error }
+
+func (e permissionError) Is(target error) bool { return target == ErrPermission }
+func (e permissionError) Unwrap() error        { return e.error }
 
 // fdSocket is a descriptor of the process that refers to a socket.
 type fdSocket struct {
@@ -120,6 +136,7 @@ func socketFDs(pid int) ([]fdSocket, error) {
 
 // viaPidfd duplicates every socket, re-checks its identity on the copy,
 // and sets the options on the copy (the same open file as the process's).
+// A big process is split over every CPU: each socket is independent.
 func viaPidfd(r *Report, pid int, o LiveOptions) error {
 	pfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -130,54 +147,152 @@ func viaPidfd(r *Report, pid int, o LiveOptions) error {
 	if err != nil {
 		return err
 	}
+	slots := make([]slot, len(fds))
+	var run runState
+	run.exitAt.Store(int64(len(fds)))
+	work := func(i int) {
+		slots[i] = fixSlot(pfd, pid, i, fds[i], o, &run)
+		if testHookAfterSocket != nil {
+			testHookAfterSocket(i)
+		}
+	}
+	if len(fds) < parallelFrom {
+		for i := range fds {
+			if run.stop.Load() {
+				break
+			}
+			work(i)
+		}
+	} else {
+		parallel(len(fds), &run, work)
+	}
 	var ws []watched
 	defer func() {
 		for _, w := range ws {
 			unix.Close(w.fd)
 		}
 	}()
-	for i, f := range fds {
-		nfd, err := sockfd.Dup(pfd, f.fd, f.inode)
-		switch {
-		case err == nil:
-		case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF) && exited(pfd):
-			// A process that is exiting has no descriptor table any more:
-			// pidfd_getfd answers EBADF, as for a closed descriptor.
-			if len(r.Sockets) == 0 && i == 0 {
-				return fmt.Errorf("pid %d: %w (it exited before the fix)", pid, ErrNoProcess)
-			}
-			r.notef("pid %d exited during the fix after %d of %d sockets; the rest were not touched", pid, i, len(fds))
-			return nil
-		case errors.Is(err, sockfd.ErrReused):
-			r.Sockets = append(r.Sockets, Socket{FD: f.fd, Inode: f.inode, Action: Gone, Plan: []string{}, Reason: err.Error()})
-			continue
-		case errors.Is(err, unix.EBADF):
-			continue // closed since the listing: no longer the process's
-		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-			return procErr(pid, "duplicate its sockets (pidfd_getfd)", err)
-		default:
-			return fmt.Errorf("pid %d: pidfd_getfd fd %d: %w", pid, f.fd, err)
-		}
-		s, ok := fixOne(nfd, f, o)
-		if !ok {
-			unix.Close(nfd)
+	exitAt := int(run.exitAt.Load())
+	for i, sl := range slots {
+		if sl.nfd >= 0 && (run.err != nil || i >= exitAt) {
+			unix.Close(sl.nfd)
 			continue
 		}
-		r.Sockets = append(r.Sockets, s)
-		if o.Watch > 0 && (s.Action == Changed || s.Action == Unchanged) {
-			ws = append(ws, watched{fd: nfd, idx: len(r.Sockets) - 1})
-		} else {
-			unix.Close(nfd)
+		if !sl.ok || i >= exitAt {
+			continue
 		}
-		if testHookAfterSocket != nil {
-			testHookAfterSocket(i)
+		r.Sockets = append(r.Sockets, sl.s)
+		if sl.nfd >= 0 {
+			ws = append(ws, watched{fd: sl.nfd, idx: len(r.Sockets) - 1})
 		}
+	}
+	if run.err != nil {
+		return run.err
+	}
+	if exitAt < len(fds) {
+		if len(r.Sockets) == 0 {
+			return fmt.Errorf("pid %d: %w (it exited before the fix)", pid, ErrNoProcess)
+		}
+		r.notef("pid %d exited during the fix after %d of %d sockets; the rest were not touched", pid, exitAt, len(fds))
+		return nil
 	}
 	if o.Watch > 0 && !o.DryRun {
 		r.WatchS = o.Watch.Seconds()
 		watch(r, ws, o.Watch)
 	}
 	return nil
+}
+
+// parallelFrom is the number of sockets from which a fix is spread over
+// every CPU; below it the sockets are fixed in descriptor order.
+const parallelFrom = 256
+
+// slot is the outcome for one listed descriptor.
+type slot struct {
+	s   Socket
+	ok  bool // s holds a TCP or MPTCP socket (or one found reused)
+	nfd int  // the duplicate, kept open for --watch; -1 when closed
+}
+
+// runState is shared by the workers of one fix.
+type runState struct {
+	stop   atomic.Bool
+	exitAt atomic.Int64 // lowest index at which the process was seen gone
+	mu     sync.Mutex
+	err    error // the first error that stops the fix
+}
+
+func (rs *runState) fail(err error) {
+	rs.mu.Lock()
+	if rs.err == nil {
+		rs.err = err
+	}
+	rs.mu.Unlock()
+	rs.stop.Store(true)
+}
+
+func (rs *runState) exited(i int) {
+	for {
+		cur := rs.exitAt.Load()
+		if int64(i) >= cur || rs.exitAt.CompareAndSwap(cur, int64(i)) {
+			break
+		}
+	}
+	rs.stop.Store(true)
+}
+
+func parallel(n int, rs *runState, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), (n+parallelFrom-1)/parallelFrom)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				lo := int(next.Add(parallelFrom)) - parallelFrom
+				if lo >= n || rs.stop.Load() {
+					return
+				}
+				for i := lo; i < min(lo+parallelFrom, n) && !rs.stop.Load(); i++ {
+					f(i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// fixSlot duplicates descriptor f and fixes it.
+func fixSlot(pfd, pid, i int, f fdSocket, o LiveOptions, rs *runState) slot {
+	out := slot{nfd: -1}
+	nfd, err := sockfd.Dup(pfd, f.fd, f.inode)
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF) && exited(pfd):
+		// A process that is exiting has no descriptor table any more:
+		// pidfd_getfd answers EBADF, as for a closed descriptor.
+		rs.exited(i)
+		return out
+	case errors.Is(err, sockfd.ErrReused):
+		out.s, out.ok = Socket{FD: f.fd, Inode: f.inode, Action: Gone, Plan: []string{}, Reason: err.Error()}, true
+		return out
+	case errors.Is(err, unix.EBADF):
+		return out // closed since the listing: no longer the process's
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		rs.fail(procErr(pid, "duplicate its sockets (pidfd_getfd)", err))
+		return out
+	default:
+		rs.fail(fmt.Errorf("pid %d: pidfd_getfd fd %d: %w", pid, f.fd, err))
+		return out
+	}
+	out.s, out.ok = fixOne(nfd, f, o)
+	if out.ok && o.Watch > 0 && (out.s.Action == Changed || out.s.Action == Unchanged) {
+		out.nfd = nfd
+	} else {
+		unix.Close(nfd)
+	}
+	return out
 }
 
 // exited reports whether the process behind pidfd has exited: its pidfd
@@ -191,26 +306,34 @@ func exited(pidfd int) bool {
 // fixOne reads and, unless dry, fixes one duplicated socket. It returns
 // false for sockets that are not TCP or MPTCP.
 func fixOne(fd int, f fdSocket, o LiveOptions) (Socket, bool) {
-	dom, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	typ, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
-	proto, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
-	if err1 != nil || err2 != nil || err3 != nil || typ != unix.SOCK_STREAM ||
-		(dom != unix.AF_INET && dom != unix.AF_INET6) || (proto != unix.IPPROTO_TCP && proto != unix.IPPROTO_MPTCP) {
+	// A process may hold thousands of sockets: as few system calls as
+	// tell a TCP or MPTCP stream socket of IPv4 or IPv6 from the rest.
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil || (proto != unix.IPPROTO_TCP && proto != unix.IPPROTO_MPTCP) {
 		return Socket{}, false
 	}
+	if typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != unix.SOCK_STREAM {
+		return Socket{}, false // a raw socket of protocol TCP
+	}
 	s := Socket{FD: f.fd, Inode: f.inode, Protocol: "tcp", Family: "inet", Plan: []string{}, Local: "*", Remote: "*"}
+	switch sa, err := unix.Getsockname(fd); {
+	case err != nil:
+		return Socket{}, false
+	case isInet6(sa):
+		s.Family = "inet6"
+		s.Local = sockaddr(sa)
+	default:
+		if _, ok := sa.(*unix.SockaddrInet4); !ok {
+			return Socket{}, false
+		}
+		s.Local = sockaddr(sa)
+	}
 	mptcp := proto == unix.IPPROTO_MPTCP
 	if mptcp {
 		s.Protocol = "mptcp"
 	}
-	if dom == unix.AF_INET6 {
-		s.Family = "inet6"
-	}
 	s.Cookie, _ = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
 	s.State = socketState(fd)
-	if sa, err := unix.Getsockname(fd); err == nil {
-		s.Local = sockaddr(sa)
-	}
 	if sa, err := unix.Getpeername(fd); err == nil {
 		s.Remote = sockaddr(sa)
 	}
@@ -248,11 +371,16 @@ func fixOne(fd int, f fdSocket, o LiveOptions) (Socket, bool) {
 			errs = append(errs, opt.name+": "+err.Error())
 		}
 	}
-	after, err := readOptions(fd)
-	if err != nil {
-		errs = append(errs, "read back: "+err.Error())
+	// Read back what was written; the rest was read just before and not
+	// touched.
+	for _, opt := range todo {
+		v, err := unix.GetsockoptInt(fd, opt.level, opt.opt)
+		if err != nil {
+			errs = append(errs, "read back "+opt.name+": "+err.Error())
+			continue
+		}
+		opt.set(&s.After, v)
 	}
-	s.After = after
 	s.Action = Changed
 	if len(errs) > 0 {
 		s.Action, s.Error = Failed, strings.Join(errs, "; ")

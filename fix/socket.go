@@ -117,6 +117,11 @@ func sockaddr(sa unix.Sockaddr) string {
 	return "*"
 }
 
+func isInet6(sa unix.Sockaddr) bool {
+	_, ok := sa.(*unix.SockaddrInet6)
+	return ok
+}
+
 // isLocal: the peer is on this host (loopback, or the socket's own
 // address): no middlebox in between. As inspect judges it.
 func isLocal(local, remote string) bool {

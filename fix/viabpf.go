@@ -60,21 +60,41 @@ func viaBPF(r *Report, pid int, o LiveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--via bpf: %w", err)
 	}
+	// The iterator may show a socket twice (it re-walks a hash bucket that
+	// outgrew its batch): the first visit saw the socket before, the last
+	// one after.
 	met := map[uint64]bool{}
+	errs := map[uint64]map[string]error{}
 	for _, x := range res {
 		i, ok := byCookie[x.Cookie]
 		if !ok {
 			continue
 		}
-		met[x.Cookie] = true
 		s := &r.Sockets[i]
-		s.Before, s.After = fromBPF(x.Before), fromBPF(x.After)
+		if !met[x.Cookie] {
+			s.Before = fromBPF(x.Before)
+		}
+		met[x.Cookie] = true
+		s.After = fromBPF(x.After)
+		for k, v := range x.Errs {
+			if errs[x.Cookie] == nil {
+				errs[x.Cookie] = map[string]error{}
+			}
+			errs[x.Cookie][k] = v
+		}
+	}
+	for c, i := range byCookie {
+		if !met[c] {
+			continue
+		}
+		s := &r.Sockets[i]
+		s.Plan = s.Plan[:0]
 		for _, opt := range plan(s.Before, o.Settings, false) {
 			s.Plan = append(s.Plan, opt.name)
 		}
 		switch {
-		case len(x.Errs) > 0:
-			s.Action, s.Error = Failed, fmt.Sprint(x.Errs)
+		case len(errs[c]) > 0:
+			s.Action, s.Error = Failed, fmt.Sprint(errs[c])
 		case len(s.Plan) == 0:
 			s.Action, s.Reason = Unchanged, "already keeps these settings or shorter ones"
 		case o.DryRun:

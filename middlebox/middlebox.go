@@ -28,24 +28,37 @@ const (
 
 // Preset is a named real-world middlebox with its idle timeout.
 type Preset struct {
-	Name   string
-	Idle   time.Duration
-	After  AfterExpiry
+	Name  string
+	Idle  time.Duration
+	After AfterExpiry
+	// NAT says whether the box rewrites the client's address (a NAT
+	// gateway) or only tracks the flow (a firewall, a load balancer that
+	// keeps the client's address, an instance's connection tracking).
+	NAT    bool
 	Source string // where the numbers come from
 }
+
+// Hop returns the preset as one hop of a lab's chain.
+func (p Preset) Hop() Hop { return Hop{Name: p.Name, Idle: p.Idle, After: p.After, NAT: p.NAT} }
 
 // DefaultIdle is the idle timeout kadiag checks against when none is given:
 // the AWS NAT Gateway's fixed 350 s, the most common culprit.
 const DefaultIdle = 350 * time.Second
 
+// presets is the one table of real-world middleboxes; docs/middleboxes.md
+// holds the same rows with their sources (a test keeps them in step).
 var presets = []Preset{
-	{Name: "aws-nat", Idle: 350 * time.Second, After: Reset, Source: "AWS VPC docs, NAT gateway troubleshooting"},
+	{Name: "aws-nat", Idle: 350 * time.Second, After: Reset, NAT: true, Source: "AWS VPC docs, NAT gateway troubleshooting"},
 	{Name: "aws-nlb", Idle: 350 * time.Second, After: Reset, Source: "AWS ELB docs, update-idle-timeout"},
+	{Name: "aws-gwlb", Idle: 350 * time.Second, After: Drop, Source: "AWS Gateway Load Balancer docs, flow idle timeout"},
+	{Name: "aws-network-firewall", Idle: 350 * time.Second, After: Drop, Source: "AWS Network Firewall docs, TCP idle timeout"},
+	{Name: "aws-ec2-conntrack", Idle: 350 * time.Second, After: Drop, Source: "EC2 docs, connection tracking timeouts (Nitro v6 default; 60–432000 s)"},
 	{Name: "azure-lb", Idle: 240 * time.Second, After: Drop, Source: "Azure Load Balancer docs"},
-	{Name: "azure-nat", Idle: 240 * time.Second, After: Drop, Source: "Azure NAT Gateway docs"},
-	{Name: "gcp-nat", Idle: 1200 * time.Second, After: Drop, Source: "GCP Cloud NAT docs"},
-	{Name: "swarm-ipvs", Idle: 900 * time.Second, After: Drop, Source: "moby#31208"},
-	{Name: "linux-default", Idle: 432000 * time.Second, After: Heal, Source: "kernel nf_conntrack-sysctl docs"},
+	{Name: "azure-nat", Idle: 240 * time.Second, After: Drop, NAT: true, Source: "Azure NAT Gateway docs"},
+	{Name: "gcp-nat", Idle: 1200 * time.Second, After: Drop, NAT: true, Source: "GCP Cloud NAT docs"},
+	{Name: "swarm-ipvs", Idle: 900 * time.Second, After: Drop, NAT: true, Source: "moby#31208"},
+	{Name: "kube-proxy", Idle: 86400 * time.Second, After: Heal, NAT: true, Source: "kube-proxy --conntrack-tcp-timeout-established"},
+	{Name: "linux-default", Idle: 432000 * time.Second, After: Heal, NAT: true, Source: "kernel nf_conntrack-sysctl docs"},
 }
 
 // Presets returns every known preset, sorted by name.

@@ -167,16 +167,16 @@ func (r *CheckResult) verdict() {
 	switch {
 	case b.GoVersion != "":
 		why(fmt.Sprintf("a Go program (%s): Go makes socket system calls itself, so LD_PRELOAD has no effect", b.GoVersion),
-			"Go turns keepalive on by default (15s since Go 1.13); if it is off or too slow, set net.Dialer.KeepAlive or KeepAliveConfig in the program, and check with 'kadiag sockets --pid'")
+			"Go turns keepalive on by default (15s since Go 1.13); if it is off or too slow, set net.Dialer.KeepAlive or KeepAliveConfig in the program, and check with 'kadiag sockets --pid'; "+r.fixAdvice())
 	case b.Static:
 		why("a statically linked program (no PT_INTERP): the dynamic loader that honours LD_PRELOAD never runs",
-			"use a dynamically linked build, turn keepalive on in the application, or set the net.ipv4.tcp_keepalive_* sysctls of its network namespace (timings only: they do not turn SO_KEEPALIVE on)")
+			r.fixAdvice()+"; or use a dynamically linked build, turn keepalive on in the application, or set the net.ipv4.tcp_keepalive_* sysctls of its network namespace (timings only: they do not turn SO_KEEPALIVE on)")
 	case l.Preload == "":
 		why("LD_PRELOAD is not set in the process's environment",
-			"start the process with the environment from 'kadiag preload env' (an existing process cannot be changed)")
+			"start the process with the environment from 'kadiag preload env' (the library cannot enter a running process); without a restart: "+r.fixAdvice())
 	case !l.Mapped && (b.SecureExec || b.Setuid || b.FileCaps):
 		why("a setuid, setgid or file-capability program runs in secure-execution mode: ld.so ignores LD_PRELOAD paths with a slash outside its trusted directories",
-			"install the library in a trusted system directory (e.g. /lib/x86_64-linux-gnu) with the set-user-ID bit and name it without a path, or turn keepalive on in the application")
+			r.fixAdvice()+"; or install the library in a trusted system directory (e.g. /lib/x86_64-linux-gnu) with the set-user-ID bit and name it without a path, or turn keepalive on in the application")
 	case !l.Mapped && b.Libc != "" && l.Libc != "" && b.Libc != l.Libc:
 		why(fmt.Sprintf("libc mismatch: the process uses %s, LD_PRELOAD names a %s build", b.Libc, l.Libc),
 			fmt.Sprintf("extract the matching build with 'kadiag preload extract --libc %s'", b.Libc))
@@ -212,6 +212,12 @@ func (r *CheckResult) verdict() {
 	}
 	r.Notes = append(r.Notes, "the environment shown is the one the process started with (/proc/PID/environ)")
 	r.Effective = len(r.Reasons) == 0
+}
+
+// fixAdvice points at kadiag fix, which needs neither LD_PRELOAD nor a
+// restart.
+func (r *CheckResult) fixAdvice() string {
+	return fmt.Sprintf("'kadiag fix --pid %d' sets keepalive on the sockets it holds now and 'kadiag fix --pid %d --cgroup-of' on every connection its cgroup opens (docs/fix.md)", r.PID, r.PID)
 }
 
 func (r *CheckResult) unmappedAdvice() string {

@@ -1,6 +1,9 @@
 package reports
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -18,7 +21,17 @@ type Fix struct {
 
 // WriteTable prints one line per socket with every option as
 // before → after, or one line per cgroup policy, then notes and a summary.
-func (f Fix) WriteTable(w io.Writer) error {
+func (f Fix) WriteTable(out io.Writer) error {
+	// tabwriter writes cell by cell: unbuffered, 10,000 sockets would be
+	// hundreds of thousands of write calls.
+	w := bufio.NewWriterSize(out, 64<<10)
+	if err := f.writeTable(w); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func (f Fix) writeTable(w io.Writer) error {
 	r := f.Report
 	if r.Mode == "pid" {
 		if err := f.socketTable(w); err != nil {
@@ -121,7 +134,7 @@ func watchText(w *fix.Watch) string {
 	}
 	switch w.Outcome {
 	case fix.Alive:
-		return fmt.Sprintf("alive (%d answered)", w.Answered)
+		return "alive"
 	case fix.Forgotten:
 		return fmt.Sprintf("forgotten (%s at %s)", w.Closed, HumanDuration(time.Duration(w.AtS*float64(time.Second))))
 	case fix.Unanswered:
@@ -133,8 +146,7 @@ func watchText(w *fix.Watch) string {
 func (f Fix) policyTable(w io.Writer) error {
 	r := f.Report
 	if len(r.Policies) == 0 {
-		_, err := fmt.Fprintln(w, "no kadiag policy is pinned")
-		return err
+		return nil // the summary says none
 	}
 	t := NewTable(w)
 	fmt.Fprintln(t, "CGROUP\tKEEPIDLE\tKEEPINTVL\tKEEPCNT\tUSER TIMEOUT\tLIFETIME")
@@ -143,6 +155,8 @@ func (f Fix) policyTable(w io.Writer) error {
 		switch {
 		case r.DryRun:
 			life = "-"
+		case p.Pinned == "" && r.Mode == "list":
+			life = fmt.Sprintf("held by kadiag pid %d", p.HolderPID)
 		case p.Pinned == "":
 			life = "held by this kadiag"
 		}
@@ -166,7 +180,13 @@ func (f Fix) summary() string {
 	case "remove":
 		return "removed: new connections of the cgroup are no longer touched"
 	case "list":
-		return fmt.Sprintf("kadiag policies pinned: %d", len(r.Policies))
+		held := 0
+		for _, p := range r.Policies {
+			if p.Pinned == "" {
+				held++
+			}
+		}
+		return fmt.Sprintf("kadiag policies: %d pinned, %d held", len(r.Policies)-held, held)
 	}
 	s := r.Summary
 	var b strings.Builder
@@ -191,6 +211,47 @@ func (f Fix) summary() string {
 			s.Alive, s.Forgotten, s.Unanswered)
 	}
 	return b.String()
+}
+
+// WriteJSON writes the kadiag.fix/v1 document with one socket per line: a
+// process may hold 100,000 sockets, and an indenting encoder costs more than
+// the fix itself. The header comes from encoding/json, so every field keeps
+// its tag.
+func (f Fix) WriteJSON(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	head := *f.Report
+	head.Sockets = nil
+	hb, err := json.MarshalIndent(head, "", "  ")
+	if err != nil {
+		return err
+	}
+	const key = `"sockets": null`
+	before, after, ok := bytes.Cut(hb, []byte(key))
+	if !ok {
+		return fmt.Errorf("fix json: %s missing", key)
+	}
+	bw.Write(before)
+	bw.WriteString(`"sockets": [`)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range f.Sockets {
+		buf.Reset()
+		if err := enc.Encode(&f.Sockets[i]); err != nil {
+			return err
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	}
+	if len(f.Sockets) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]")
+	bw.Write(after)
+	bw.WriteByte('\n')
+	return bw.Flush()
 }
 
 // JUnit: one case per socket; a socket that could not be fixed fails.

@@ -17,20 +17,32 @@ type Simulate struct {
 // WriteTable writes the scenarios side by side, then one sentence each.
 func (s Simulate) WriteTable(w io.Writer) error {
 	r := s.Result
-	mb := fmt.Sprintf("idle %s", Seconds(int(r.IdleS)))
-	if r.Preset != "" {
-		mb = r.Preset + ", " + mb
+	if len(r.Hops) > 1 {
+		fmt.Fprintf(w, "middleboxes: %s (%s)\n", chainLine(r), r.Family)
+	} else {
+		mb := fmt.Sprintf("idle %s", Seconds(int(r.IdleS)))
+		if r.Preset != "" {
+			mb = r.Preset + ", " + mb
+		}
+		if r.Scale > 1 {
+			mb += fmt.Sprintf(", scaled ÷%g to %s in the lab", r.Scale, Seconds(int(r.LabIdleS)))
+		}
+		fmt.Fprintf(w, "middlebox: %s; after expiry: %s (%s)\n", mb, r.After, r.Family)
 	}
-	if r.Scale > 1 {
-		mb += fmt.Sprintf(", scaled ÷%g to %s in the lab", r.Scale, Seconds(int(r.LabIdleS)))
+	if len(r.Server) > 0 {
+		fmt.Fprintf(w, "server: %s\n", strings.Join(r.Server, " "))
 	}
-	fmt.Fprintf(w, "middlebox: %s; after expiry: %s (%s)\n", mb, r.After, r.Family)
-	fmt.Fprintf(w, "server answers after %.1fs", r.ResponseDelayS)
+	var line []string
+	if len(r.Server) == 0 {
+		line = append(line, fmt.Sprintf("server answers after %.1fs", r.ResponseDelayS))
+	}
 	if len(r.Command) == 0 {
-		fmt.Fprintf(w, "; keepalive idle %s, interval %s, %d probes (preload, sysctl, app); too slow: idle %s",
-			Seconds(int(r.KeepIdleS)), Seconds(int(r.KeepIntvlS)), r.KeepCnt, Seconds(int(r.SlowKeepIdleS)))
+		line = append(line, fmt.Sprintf("keepalive idle %s, interval %s, %d probes (preload, sysctl, app); too slow: idle %s",
+			Seconds(int(r.KeepIdleS)), Seconds(int(r.KeepIntvlS)), r.KeepCnt, Seconds(int(r.SlowKeepIdleS))))
 	}
-	fmt.Fprintln(w)
+	if len(line) > 0 {
+		fmt.Fprintln(w, strings.Join(line, "; "))
+	}
 	fmt.Fprintln(w)
 	tw := NewTable(w)
 	fmt.Fprintln(tw, "SCENARIO\tEXPECTED\tOUTCOME\tELAPSED\tPROBES\tRSTS\tFORGOTTEN AT\tRESULT")
@@ -50,7 +62,13 @@ func (s Simulate) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	for _, sc := range r.Scenarios {
-		fmt.Fprintf(w, "%s: %s\n", sc.Name, sc.Evidence)
+		fmt.Fprintf(w, "%s: %s\n", sc.Name, s.evidence(sc))
+		if len(sc.Hops) > 1 {
+			fmt.Fprintf(w, "  %s\n", hopLine(sc))
+		}
+		for _, n := range sc.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
 	}
 	if r.Pcap != "" {
 		fmt.Fprintf(w, "packets of the client links: %s\n", r.Pcap)
@@ -76,19 +94,33 @@ func (s Simulate) JUnit() Suites {
 	}
 	for _, sc := range r.Scenarios {
 		var out strings.Builder
-		fmt.Fprintln(&out, sc.Evidence)
+		fmt.Fprintln(&out, s.evidence(sc))
+		if len(sc.Hops) > 1 {
+			fmt.Fprintln(&out, hopLine(sc))
+		}
+		for _, n := range sc.Notes {
+			fmt.Fprintf(&out, "note: %s\n", n)
+		}
 		if sc.Client != "" {
 			fmt.Fprintf(&out, "client: %s\n", sc.Client)
 		}
 		if sc.Socket != "" {
 			fmt.Fprintf(&out, "%s\n", sc.Socket)
 		}
-		for _, e := range sc.Conntrack {
-			fmt.Fprintf(&out, "conntrack %7.3fs %-7s %-11s %s\n", e.T, e.Event, e.State, e.Flow)
+		if len(sc.Hops) > 1 {
+			for i, h := range sc.Hops {
+				for _, e := range h.Conntrack {
+					fmt.Fprintf(&out, "hop %d conntrack %7.3fs %-7s %-11s %s\n", i+1, e.T, e.Event, e.State, e.Flow)
+				}
+			}
+		} else {
+			for _, e := range sc.Conntrack {
+				fmt.Fprintf(&out, "conntrack %7.3fs %-7s %-11s %s\n", e.T, e.Event, e.State, e.Flow)
+			}
 		}
 		c := Case{Name: sc.Name, Classname: "simulate." + r.After, Time: sc.ElapsedS, SystemOut: out.String()}
 		if !sc.Passed {
-			c.Failure = &Failure{Message: fmt.Sprintf("expected %s, got %s", sc.Expected, sc.Outcome), Type: "unexpected-outcome", Text: sc.Evidence}
+			c.Failure = &Failure{Message: fmt.Sprintf("expected %s, got %s", sc.Expected, sc.Outcome), Type: "unexpected-outcome", Text: s.evidence(sc)}
 		}
 		suite.Time += sc.ElapsedS
 		suite.Cases = append(suite.Cases, c)
@@ -97,4 +129,34 @@ func (s Simulate) JUnit() Suites {
 	all.Name = "kadiag"
 	all.Add(suite)
 	return all
+}
+
+// chainLine names a chain's hops in order, with their idle timeouts (a hop
+// written as settings is its own description).
+func chainLine(r *simulate.Result) string {
+	var parts []string
+	for i, h := range r.Hops {
+		p := fmt.Sprintf("%d %s", i+1, h.Name)
+		if !strings.Contains(h.Name, "=") {
+			p += " idle " + Seconds(int(h.IdleS))
+		}
+		if r.Scale > 1 {
+			p += fmt.Sprintf(" ÷%g = %s", r.Scale, Seconds(int(h.LabIdleS)))
+		}
+		nat := "NAT"
+		if !h.NAT {
+			nat = "no NAT"
+		}
+		if strings.Contains(h.Name, "=") {
+			p += " (" + nat + ")"
+		} else {
+			p += fmt.Sprintf(" (%s, %s)", h.After, nat)
+		}
+		parts = append(parts, p)
+	}
+	line := strings.Join(parts, " → ")
+	if r.Chain != "" {
+		line = r.Chain + ": " + line
+	}
+	return "client → " + line + " → server"
 }

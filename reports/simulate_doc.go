@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/kadiag/kadiag/simulate"
 )
@@ -24,10 +25,18 @@ func (s Simulate) Document() Document {
 	if r.Scale > 1 {
 		mb += fmt.Sprintf(", scaled ÷%g to %s in the lab", r.Scale, secs(r.LabIdleS))
 	}
-	d.Summary = fmt.Sprintf("%d of %d scenarios as expected. Middlebox: %s; after expiry: %s. The server answers after %s.",
-		r.Summary.Passed, r.Summary.Scenarios, mb, r.After, secs(r.ResponseDelayS))
+	srv := "The server answers after " + secs(r.ResponseDelayS) + "."
+	if len(r.Server) > 0 {
+		srv = "Server: " + strings.Join(r.Server, " ") + "."
+	}
+	if len(r.Hops) > 1 {
+		d.Summary = fmt.Sprintf("%d of %d scenarios as expected. Middleboxes: %s. %s", r.Summary.Passed, r.Summary.Scenarios, chainLine(r), srv)
+	} else {
+		d.Summary = fmt.Sprintf("%d of %d scenarios as expected. Middlebox: %s; after expiry: %s. %s", r.Summary.Passed, r.Summary.Scenarios, mb, r.After, srv)
+	}
 	g := &Grid{Header: []string{"scenario", "expected", "outcome", "result", "elapsed", "probes", "answered", "RSTs", "forgotten at", "evidence"}}
 	var tls []Timeline
+	var notes []string
 	for _, sc := range r.Scenarios {
 		res, tone := "as expected", Good
 		if !sc.Passed {
@@ -39,14 +48,22 @@ func (s Simulate) Document() Document {
 		}
 		g.Rows = append(g.Rows, []Cell{{Text: sc.Name}, {Text: sc.Expected}, {Text: sc.Outcome, Tone: outcomeTone(sc.Outcome)},
 			{Text: res, Tone: tone}, {Text: secs(sc.ElapsedS)}, {Text: strconv.Itoa(sc.Probes)}, {Text: strconv.Itoa(sc.ProbeAcks)},
-			{Text: strconv.Itoa(sc.Resets)}, {Text: exp}, {Text: sc.Evidence}})
-		tls = append(tls, scenarioTimeline(r, sc))
+			{Text: strconv.Itoa(sc.Resets)}, {Text: exp}, {Text: s.evidence(sc)}})
+		if len(sc.Hops) > 1 {
+			for i, h := range sc.Hops {
+				tls = append(tls, hopTimeline(r, sc, i, h))
+			}
+		} else {
+			tls = append(tls, scenarioTimeline(r, sc))
+		}
+		for _, n := range sc.Notes {
+			notes = append(notes, sc.Name+": "+n)
+		}
 	}
 	d.Sections = append(d.Sections, Section{Heading: "Scenarios", Grid: g})
 	d.Sections = append(d.Sections, Section{Heading: "Timelines",
 		Text:      []string{fmt.Sprintf("Per scenario, in lab seconds from its start (×%g for real time): the request, the middlebox's conntrack events, when it forgot the flow (green: remembered, red: forgotten), keepalive probes and their answers on the client link, and how the wait ended.", max(r.Scale, 1))},
 		Timelines: tls})
-	var notes []string
 	if r.Pcap != "" {
 		notes = append(notes, "packets of the client links: "+r.Pcap)
 	}
@@ -95,5 +112,32 @@ func scenarioTimeline(r *simulate.Result, sc simulate.ScenarioResult) Timeline {
 		end.Kind, end.Label = EventTimeout, "the client gives up: "+sc.Outcome
 	}
 	t.Events = append(t.Events, end)
+	return t
+}
+
+// hopTimeline draws one hop of a chain for one scenario: the client link's
+// packets, this hop's conntrack events and when it forgot the flow.
+func hopTimeline(r *simulate.Result, sc simulate.ScenarioResult, i int, h simulate.HopResult) Timeline {
+	t := scenarioTimeline(r, sc)
+	t.Title = fmt.Sprintf("%s — hop %d %s", sc.Name, i+1, h.Name)
+	t.LimitS = h.LabIdleS
+	var evs []Event
+	for _, e := range t.Events {
+		if e.Kind != EventNote && e.Kind != EventExpiry {
+			evs = append(evs, e)
+		}
+	}
+	for _, e := range h.Conntrack {
+		label := "conntrack " + e.Event
+		if e.State != "" {
+			label += " " + e.State
+		}
+		evs = append(evs, Event{T: e.T, Kind: EventNote, Label: label})
+	}
+	if h.ForgotAtS != nil {
+		evs = append(evs, Event{T: *h.ForgotAtS, Kind: EventExpiry,
+			Label: fmt.Sprintf("hop %d forgets the flow (%s of silence)", i+1, secs(h.LabIdleS))})
+	}
+	t.Events = evs
 	return t
 }

@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,42 +13,21 @@ import (
 	"github.com/kadiag/kadiag/middlebox"
 )
 
-// Scenario names, in the order kadiag runs and reports them.
-const (
-	None           = "none"
-	Preload        = "preload"
-	Sysctl         = "sysctl"
-	App            = "app"
-	PreloadTooSlow = "preload-too-slow"
-)
-
-// Scenarios lists every built-in scenario.
-var Scenarios = []string{None, Preload, Sysctl, App, PreloadTooSlow}
-
-// Expectations: a scenario either survives the idle period or does not.
-const (
-	ExpectOK   = "ok"
-	ExpectFail = "fail"
-)
-
-// expected is what each scenario must show for the lab to be right.
-var expected = map[string]string{
-	None:           ExpectFail,
-	Preload:        ExpectOK,
-	Sysctl:         ExpectFail,
-	App:            ExpectOK,
-	PreloadTooSlow: ExpectFail,
-}
-
 // Config is one `kadiag simulate` run. Durations are real-world ones; Scale
 // divides them for the lab.
 type Config struct {
-	// Idle is the middlebox's idle timeout.
+	// Idle is the middlebox's idle timeout (a one-hop lab).
 	Idle time.Duration
 	// After is what the middlebox does with a forgotten flow's packets.
 	After middlebox.AfterExpiry
 	// Preset names the middlebox the values came from, if any (for reports).
 	Preset string
+	// Hops, when set, is a chain of middleboxes, client side first, in
+	// place of the one Idle and After describe; Chain names it (eks-nat),
+	// if it has a name. Idle and After then report the hop with the
+	// shortest idle timeout.
+	Hops  []middlebox.Hop
+	Chain string
 	// Scale divides every duration kadiag controls (1: real time).
 	Scale float64
 
@@ -89,6 +69,20 @@ type Config struct {
 	Expect string
 	// Stdout and Stderr receive Command's output.
 	Stdout, Stderr io.Writer
+	// Server, when set, runs in the server namespace instead of the
+	// built-in server (for the scenarios and for Command): its words, with
+	// "{listen}" (address:port), "{host}" and "{port}" substituted and
+	// KADIAG_LISTEN in its environment. It must accept connections there.
+	Server []string
+
+	// Hook, when set, is called in every lab at each Phase with the lab's
+	// Stage, and the lab waits until it returns: tests hold a run at a known
+	// moment with it, or look into the hops' namespaces.
+	Hook func(ctx context.Context, p Phase, s *Stage)
+	// conntrackRcvbuf sets the conntrack listeners' receive buffer (tests
+	// shrink it to make the kernel drop events).
+	conntrackRcvbuf int
+
 	// KeepRoot runs Command as root even when kadiag was started through
 	// sudo; otherwise it runs as the invoking user (SUDO_UID, SUDO_GID).
 	KeepRoot bool
@@ -100,7 +94,8 @@ var ErrConfig = errors.New("bad simulate configuration")
 // Timings are the durations the lab really uses, after scaling and the
 // kernel's whole-second minimums.
 type Timings struct {
-	Idle          time.Duration // conntrack's established timeout in the middlebox
+	Idle          time.Duration   // the shortest established timeout of the chain
+	Hops          []time.Duration // each hop's established timeout, client side first
 	ResponseDelay time.Duration
 	KeepIdle      time.Duration // preload, sysctl and app scenarios
 	KeepIntvl     time.Duration
@@ -133,6 +128,22 @@ func ceilSeconds(d time.Duration) time.Duration {
 
 // Validate checks the configuration and fills in defaults.
 func (c *Config) Validate() error {
+	if len(c.Hops) > MaxHops {
+		return fmt.Errorf("%w: %d hops (at most %d)", ErrConfig, len(c.Hops), MaxHops)
+	}
+	for i, h := range c.Hops {
+		if h.Idle <= 0 {
+			return fmt.Errorf("%w: hop %d (%s) has no idle timeout", ErrConfig, i+1, h.Name)
+		}
+		switch h.After {
+		case middlebox.Reset, middlebox.Drop, middlebox.Heal:
+		default:
+			return fmt.Errorf("%w: hop %d after %q (use reset, drop or heal)", ErrConfig, i+1, h.After)
+		}
+		if i == 0 || h.Idle < c.Idle {
+			c.Idle, c.After = h.Idle, h.After
+		}
+	}
 	if c.Idle <= 0 {
 		c.Idle = middlebox.DefaultIdle
 	}
@@ -163,16 +174,16 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Command) == 0 {
 		if len(c.Scenarios) == 0 {
-			c.Scenarios = Scenarios
+			c.Scenarios = DefaultScenarios()
 		}
 		for _, s := range c.Scenarios {
-			if _, ok := expected[s]; !ok {
-				return fmt.Errorf("%w: unknown scenario %q (known: %s)", ErrConfig, s, strings.Join(Scenarios, ", "))
+			if _, ok := LookupScenario(s); !ok {
+				return fmt.Errorf("%w: unknown scenario %q (known: %s)", ErrConfig, s, strings.Join(Scenarios(), ", "))
 			}
 		}
 		// Report in the table's order, whatever order they were asked in.
 		var ordered []string
-		for _, s := range Scenarios {
+		for _, s := range Scenarios() {
 			if slices.Contains(c.Scenarios, s) {
 				ordered = append(ordered, s)
 			}
@@ -196,7 +207,25 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) needsLibrary() bool {
-	return slices.Contains(c.Scenarios, Preload) || slices.Contains(c.Scenarios, PreloadTooSlow)
+	for _, name := range c.Scenarios {
+		if s, ok := LookupScenario(name); ok && s.Library {
+			return true
+		}
+	}
+	return false
+}
+
+// chain is the lab's middleboxes, real-world durations.
+func (c *Config) chain() []middlebox.Hop {
+	if len(c.Hops) > 0 {
+		return c.Hops
+	}
+	name := c.Preset
+	if name == "" {
+		name = "middlebox"
+	}
+	// The one-hop lab is a NAT gateway, whatever the preset, as it always was.
+	return []middlebox.Hop{{Name: name, Idle: c.Idle, After: c.After, NAT: true}}
 }
 
 // Timings computes the lab's durations and warns where scaling bends them.
@@ -204,8 +233,11 @@ func (c *Config) Timings() (Timings, []string) {
 	var t Timings
 	var warn []string
 	t.Idle = wholeSeconds(c.scale(c.Idle))
-	if c.scale(c.Idle) < 500*time.Millisecond {
-		warn = append(warn, fmt.Sprintf("idle %v scaled by %g is below the kernel's 1 s minimum: the lab uses 1s", c.Idle, c.Scale))
+	for _, h := range c.chain() {
+		t.Hops = append(t.Hops, wholeSeconds(c.scale(h.Idle)))
+		if c.scale(h.Idle) < 500*time.Millisecond {
+			warn = append(warn, fmt.Sprintf("idle %v scaled by %g is below the kernel's 1 s minimum: the lab uses 1s", h.Idle, c.Scale))
+		}
 	}
 	keepIdle := c.KeepIdle
 	if keepIdle == 0 {
@@ -233,7 +265,7 @@ func (c *Config) Timings() (Timings, []string) {
 		t.SlowKeepIdle = max(ceilSeconds(c.scale(c.Idle+15*time.Second)), t.Idle+time.Second)
 		t.ResponseDelay = max(c.scale(c.Idle+30*time.Second), t.SlowKeepIdle+time.Second)
 	}
-	if t.ResponseDelay <= t.Idle {
+	if t.ResponseDelay <= t.Idle && len(c.Server) == 0 {
 		warn = append(warn, fmt.Sprintf("the server answers after %v, within the middlebox's idle %v: every scenario survives", t.ResponseDelay, t.Idle))
 	}
 	t.Timeout = c.Timeout

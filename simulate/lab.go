@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/kadiag/kadiag/middlebox"
@@ -16,7 +15,10 @@ import (
 
 // The lab's addresses. Every lab has namespaces of its own, so labs running
 // side by side reuse them without meeting. All are in the benchmarking range
-// 198.18.0.0/15 and the ULA prefix fd00:6b61::/32.
+// 198.18.0.0/15 and the ULA prefix fd00:6b61::/32. The client link is
+// 198.18.1.0/24, the server link 198.18.2.0/24 whatever the number of hops,
+// so the server's URL does not depend on the chain; the links between two
+// hops are 198.18.(10+j).0/24.
 var (
 	clientIP4    = net.IPv4(198, 18, 1, 2)
 	insideIP4    = net.IPv4(198, 18, 1, 1)
@@ -30,51 +32,91 @@ var (
 	serverLinkIf = "eth0"
 )
 
-// ServerPort is the TCP port of the lab's HTTP server for a user command.
-// Built-in scenario i of Scenarios listens on ServerPort+1+i, so the flows of
-// parallel labs never share a 4-tuple in the one --pcap file: the kernel picks
-// the clients' ports from a table shared by all namespaces, and two labs
-// connecting at once can get the same one, which makes Wireshark's analysis
-// run two flows together.
-const ServerPort = 8080
+// MaxHops bounds a lab's chain (the links between hops are numbered in one
+// byte of the address).
+const MaxHops = 8
 
-// scenarioPort is the server port of a built-in scenario.
-func scenarioPort(name string) int {
-	return ServerPort + 1 + slices.Index(Scenarios, name)
+// link is one veth pair of a lab: link 0 joins the client and hop 1, link N
+// hop N and the server.
+type link struct {
+	// left is toward the client, right toward the server; .1 and .2 are
+	// their addresses' last byte on a /24 (IPv4) and /64 (IPv6).
+	left4, right4 net.IP
+	left6, right6 net.IP
 }
 
-// LabConfig describes one lab's middlebox.
+// linkAddrs returns the addresses of link i of a lab of n hops.
+func linkAddrs(i, n int) link {
+	switch {
+	case i == 0:
+		return link{insideIP4, clientIP4, insideIP6, clientIP6}.flip()
+	case i == n:
+		return link{outsideIP4, serverIP4, outsideIP6, serverIP6}
+	}
+	b := byte(10 + i)
+	return link{net.IPv4(198, 18, b, 1), net.IPv4(198, 18, b, 2),
+		net.ParseIP(fmt.Sprintf("fd00:6b61:%d::1", 10+i)), net.ParseIP(fmt.Sprintf("fd00:6b61:%d::2", 10+i))}
+}
+
+// flip swaps the ends: on the client link the client (left) is .2, as it
+// always was.
+func (l link) flip() link { return link{l.right4, l.left4, l.right6, l.left6} }
+
+// LabConfig describes a lab's chain of middleboxes.
 type LabConfig struct {
-	// Idle is the middlebox's idle timeout, whole seconds (conntrack's unit).
-	Idle time.Duration
-	// After is what the middlebox does with a forgotten flow's packets.
-	After middlebox.AfterExpiry
+	// Hops are the middleboxes between the client and the server, client
+	// side first: one namespace each, with its own conntrack table, idle
+	// timeout (whole seconds, conntrack's unit; not scaled here) and
+	// behaviour after expiry. At least one, at most MaxHops.
+	Hops []middlebox.Hop
 }
 
-// Lab is a client namespace, a middlebox namespace and a server namespace
-// joined by two veth pairs. The namespaces are unnamed and held only by the
-// Lab's file descriptors and the processes started in them.
+// Lab is a client namespace, one namespace per middlebox hop and a server
+// namespace, joined in series by veth pairs. The namespaces are unnamed and
+// held only by the Lab's file descriptors and the processes started in
+// them: a killed kadiag leaves nothing behind.
+//
+// Other packages (kadiag path, kadiag fix) use a Lab to test against a
+// known chain: NewLab, then Client and Server to run code in the two ends
+// (internal/netns.Do), ClientAddr and ServerAddr to dial, Close.
 type Lab struct {
-	Client, Middlebox, Server netns.NsHandle
-	cfg                       LabConfig
+	client, server netns.NsHandle
+	hops           []netns.NsHandle
+	cfg            LabConfig
 }
 
-// NewLab builds a lab. On error nothing is left behind.
-func NewLab(cfg LabConfig) (*Lab, error) {
-	if cfg.Idle < time.Second {
-		return nil, fmt.Errorf("middlebox idle %v: the kernel's minimum is 1s", cfg.Idle)
+// ErrLab is returned (wrapped) for a LabConfig that cannot be built.
+var ErrLab = errors.New("bad lab")
+
+// NewLab builds a lab. On error (or when ctx ends) nothing is left behind.
+func NewLab(ctx context.Context, cfg LabConfig) (*Lab, error) {
+	if len(cfg.Hops) == 0 || len(cfg.Hops) > MaxHops {
+		return nil, fmt.Errorf("%w: %d hops (use 1 to %d)", ErrLab, len(cfg.Hops), MaxHops)
 	}
-	l := &Lab{cfg: cfg}
+	for i, h := range cfg.Hops {
+		if h.Idle < time.Second {
+			return nil, fmt.Errorf("%w: hop %d idle %v: the kernel's minimum is 1s", ErrLab, i+1, h.Idle)
+		}
+		switch h.After {
+		case middlebox.Reset, middlebox.Drop, middlebox.Heal:
+		default:
+			return nil, fmt.Errorf("%w: hop %d after %q (use reset, drop or heal)", ErrLab, i+1, h.After)
+		}
+	}
+	l := &Lab{cfg: cfg, client: netns.None(), server: netns.None(), hops: make([]netns.NsHandle, len(cfg.Hops))}
+	for i := range l.hops {
+		l.hops[i] = netns.None()
+	}
 	var err error
-	for _, p := range []*netns.NsHandle{&l.Client, &l.Middlebox, &l.Server} {
-		*p = netns.None()
-	}
 	defer func() {
 		if err != nil {
 			l.Close()
 		}
 	}()
-	for _, p := range []*netns.NsHandle{&l.Client, &l.Middlebox, &l.Server} {
+	for _, p := range l.all() {
+		if err = ctx.Err(); err != nil {
+			return nil, err
+		}
 		if *p, err = newNetns(); err != nil {
 			return nil, err
 		}
@@ -82,56 +124,117 @@ func NewLab(cfg LabConfig) (*Lab, error) {
 	if err = l.wire(); err != nil {
 		return nil, err
 	}
-	if err = setupMiddlebox(l.Middlebox, cfg.Idle, cfg.After); err != nil {
-		return nil, err
+	for i, h := range cfg.Hops {
+		if err = ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err = setupMiddlebox(l.hops[i], h); err != nil {
+			return nil, fmt.Errorf("hop %d (%s): %w", i+1, h.Name, err)
+		}
 	}
 	return l, nil
 }
 
-// wire creates the veth pairs inside the lab's namespaces (never in the
-// host's, not even for a moment), addresses them and routes the client
-// through the middlebox.
-func (l *Lab) wire() error {
-	mb, err := netlink.NewHandleAt(l.Middlebox, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink in middlebox netns: %w", err)
+// all is every namespace of the lab, client first.
+func (l *Lab) all() []*netns.NsHandle {
+	out := []*netns.NsHandle{&l.client}
+	for i := range l.hops {
+		out = append(out, &l.hops[i])
 	}
-	defer mb.Close()
-	cl, err := netlink.NewHandleAt(l.Client, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink in client netns: %w", err)
-	}
-	defer cl.Close()
-	sv, err := netlink.NewHandleAt(l.Server, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink in server netns: %w", err)
-	}
-	defer sv.Close()
+	return append(out, &l.server)
+}
 
-	for _, v := range []struct {
-		name, peer string
-		peerNS     netns.NsHandle
-	}{{insideIf, clientLinkIf, l.Client}, {outsideIf, serverLinkIf, l.Server}} {
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.name}, PeerName: v.peer, PeerNamespace: netlink.NsFd(v.peerNS)}
-		if err := mb.LinkAdd(veth); err != nil {
-			return fmt.Errorf("veth %s: %w", v.name, err)
+// Client is the client namespace.
+func (l *Lab) Client() netns.NsHandle { return l.client }
+
+// Server is the server namespace.
+func (l *Lab) Server() netns.NsHandle { return l.server }
+
+// Hops is the number of middleboxes.
+func (l *Lab) Hops() int { return len(l.hops) }
+
+// Hop is the namespace of middlebox i (0 is next to the client).
+func (l *Lab) Hop(i int) netns.NsHandle { return l.hops[i] }
+
+// HopConfig is middlebox i as configured.
+func (l *Lab) HopConfig(i int) middlebox.Hop { return l.cfg.Hops[i] }
+
+// ClientAddr is the client's address on its link.
+func (l *Lab) ClientAddr(ipv6 bool) net.IP { return pick(ipv6, clientIP4, clientIP6) }
+
+// ServerAddr is the server's address, the one clients dial.
+func (l *Lab) ServerAddr(ipv6 bool) net.IP { return pick(ipv6, serverIP4, serverIP6) }
+
+func pick(ipv6 bool, v4, v6 net.IP) net.IP {
+	if ipv6 {
+		return v6
+	}
+	return v4.To4()
+}
+
+// Interface names inside a hop's namespace.
+const (
+	insideIf  = "inside"  // toward the client
+	outsideIf = "outside" // toward the server
+)
+
+// wire creates the veth pairs inside the lab's namespaces (never in the
+// host's, not even for a moment), addresses them and routes every namespace
+// through the chain.
+func (l *Lab) wire() error {
+	ns := l.all()
+	handles := make([]*netlink.Handle, len(ns))
+	defer func() {
+		for _, h := range handles {
+			if h != nil {
+				h.Close()
+			}
+		}
+	}()
+	for i, p := range ns {
+		h, err := netlink.NewHandleAt(*p, unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink in lab netns: %w", err)
+		}
+		handles[i] = h
+	}
+	n := len(l.hops)
+	// Namespace i's interface toward the server and namespace i+1's toward
+	// the client are the two ends of link i.
+	leftIf := func(i int) string { // in namespace i
+		if i == 0 {
+			return clientLinkIf
+		}
+		return outsideIf
+	}
+	rightIf := func(i int) string { // in namespace i+1
+		if i == n {
+			return serverLinkIf
+		}
+		return insideIf
+	}
+	for i := 0; i <= n; i++ {
+		// Created in the hop's namespace (as the one-hop lab always did),
+		// the peer moved straight into its neighbour's.
+		own, peer, peerNS, h := rightIf(i), leftIf(i), *ns[i], handles[i+1]
+		if i == n {
+			own, peer, peerNS, h = leftIf(i), rightIf(i), *ns[i+1], handles[i]
+		}
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: own}, PeerName: peer, PeerNamespace: netlink.NsFd(peerNS)}
+		if err := h.LinkAdd(veth); err != nil {
+			return fmt.Errorf("veth %s: %w", own, err)
 		}
 	}
-	type side struct {
-		h      *netlink.Handle
-		ifname string
-		ip4    net.IP
-		ip6    net.IP
-	}
-	for _, s := range []side{
-		{mb, insideIf, insideIP4, insideIP6}, {mb, outsideIf, outsideIP4, outsideIP6},
-		{cl, clientLinkIf, clientIP4, clientIP6}, {sv, serverLinkIf, serverIP4, serverIP6},
-	} {
-		if err := upWithAddrs(s.h, s.ifname, s.ip4, s.ip6); err != nil {
+	for i := 0; i <= n; i++ {
+		a := linkAddrs(i, n)
+		if err := upWithAddrs(handles[i], leftIf(i), a.left4, a.left6); err != nil {
+			return err
+		}
+		if err := upWithAddrs(handles[i+1], rightIf(i), a.right4, a.right6); err != nil {
 			return err
 		}
 	}
-	for _, h := range []*netlink.Handle{mb, cl, sv} {
+	for _, h := range handles {
 		if err := upWithAddrs(h, "lo", nil, nil); err != nil {
 			return err
 		}
@@ -140,23 +243,60 @@ func (l *Lab) wire() error {
 	// drops everything, when the kernel's linkwatch work sees its carrier:
 	// a SYN sent before that is lost and retried a second later, which
 	// would shift every timing of the scenario.
-	for _, w := range []struct {
-		h    *netlink.Handle
-		name string
-	}{{mb, insideIf}, {mb, outsideIf}, {cl, clientLinkIf}, {sv, serverLinkIf}} {
-		if err := waitOperUp(w.h, w.name); err != nil {
+	for i := 0; i <= n; i++ {
+		if err := waitOperUp(handles[i], leftIf(i)); err != nil {
+			return err
+		}
+		if err := waitOperUp(handles[i+1], rightIf(i)); err != nil {
 			return err
 		}
 	}
-	eth, err := cl.LinkByName(clientLinkIf)
-	if err != nil {
-		return fmt.Errorf("client link: %w", err)
-	}
-	for _, gw := range []net.IP{insideIP4, insideIP6} {
-		r := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}
-		if err := cl.RouteAdd(r); err != nil {
-			return fmt.Errorf("client default route via %v: %w", gw, err)
+	// Routes: every namespace but the server sends toward the server via its
+	// right neighbour; every namespace right of link 1 reaches the subnets
+	// further left via its left neighbour (a hop without NAT passes the
+	// client's own address on, so the server must route back to it).
+	for i := 0; i <= n+1; i++ {
+		if i <= n {
+			a := linkAddrs(i, n)
+			for _, gw := range []net.IP{a.right4, a.right6} {
+				if err := routeVia(handles[i], leftIf(i), nil, gw); err != nil {
+					return err
+				}
+			}
 		}
+		if i < 2 {
+			continue
+		}
+		gw := linkAddrs(i-1, n)
+		for j := 0; j < i-1; j++ {
+			a := linkAddrs(j, n)
+			for _, r := range []struct{ ip, gw net.IP }{{a.left4, gw.left4}, {a.left6, gw.left6}} {
+				if err := routeVia(handles[i], rightIf(i-1), subnet(r.ip), r.gw); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// subnet is the lab prefix an address is on: /24 (IPv4), /64 (IPv6).
+func subnet(ip net.IP) *net.IPNet {
+	if v4 := ip.To4(); v4 != nil {
+		return &net.IPNet{IP: v4.Mask(net.CIDRMask(24, 32)), Mask: net.CIDRMask(24, 32)}
+	}
+	return &net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}
+}
+
+// routeVia adds a route to dst (nil: the default route) through gw.
+func routeVia(h *netlink.Handle, ifname string, dst *net.IPNet, gw net.IP) error {
+	lk, err := h.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", ifname, err)
+	}
+	r := &netlink.Route{LinkIndex: lk.Attrs().Index, Dst: dst, Gw: gw}
+	if err := h.RouteAdd(r); err != nil {
+		return fmt.Errorf("route to %v via %v: %w", dst, gw, err)
 	}
 	return nil
 }
@@ -220,10 +360,10 @@ func serverURL(ipv6 bool, port int) string {
 }
 
 // Close releases the lab's namespaces; the kernel removes them, their links
-// and the middlebox's ruleset once the processes started in them are gone.
+// and the hops' rulesets once the processes started in them are gone.
 func (l *Lab) Close() error {
 	var errs []error
-	for _, p := range []*netns.NsHandle{&l.Client, &l.Middlebox, &l.Server} {
+	for _, p := range l.all() {
 		if p.IsOpen() {
 			errs = append(errs, p.Close())
 			*p = netns.None()
@@ -232,18 +372,19 @@ func (l *Lab) Close() error {
 	return errors.Join(errs...)
 }
 
-// BenchLabs builds and tears down n bare labs one after the other and
-// returns the mean time of one: what `kadiag simulate` spends on its lab.
-func BenchLabs(ctx context.Context, n int) (time.Duration, error) {
+// BenchLabs builds and tears down n bare labs of these hops one after the
+// other and returns the mean time of one: what `kadiag simulate` spends on
+// its lab.
+func BenchLabs(ctx context.Context, n int, hops []middlebox.Hop) (time.Duration, error) {
 	if err := checkPrivilege(); err != nil {
 		return 0, err
 	}
+	if len(hops) == 0 {
+		hops = []middlebox.Hop{{Name: "middlebox", Idle: middlebox.DefaultIdle, After: middlebox.Reset, NAT: true}}
+	}
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		l, err := NewLab(LabConfig{Idle: middlebox.DefaultIdle, After: middlebox.Reset})
+		l, err := NewLab(ctx, LabConfig{Hops: hops})
 		if err != nil {
 			return 0, err
 		}

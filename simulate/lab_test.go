@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"context"
 	"os/exec"
 	"testing"
 	"time"
@@ -20,17 +21,17 @@ func TestNoLeak(t *testing.T) {
 	for _, after := range []middlebox.AfterExpiry{middlebox.Reset, middlebox.Drop} {
 		t.Run(string(after), func(t *testing.T) {
 			t.Parallel()
-			lab, err := NewLab(LabConfig{Idle: time.Second, After: after})
+			lab, err := NewLab(context.Background(), LabConfig{Hops: []middlebox.Hop{{Name: "mb", Idle: time.Second, After: after, NAT: true}}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer lab.Close()
-			srv, err := startServer(lab.Server, ServerConfig{ResponseDelay: 3 * time.Second})
+			srv, err := startServer(lab.Server(), ServerConfig{ResponseDelay: 3 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer srv.Close()
-			capt, err := startCapture(lab.Server, serverLinkIf)
+			capt, err := startCapture(lab.Server(), serverLinkIf)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,7 +46,7 @@ func TestNoLeak(t *testing.T) {
 			defer bin.Close()
 			// Keepalive idle 2 s: every probe comes after the 1 s expiry.
 			cmd := exec.Command(memPath(bin), "-k", "-i", "2", "-n", "1", "-c", "2", "-t", "5000", ServerURL(false))
-			if err := startIn(lab.Client, cmd); err != nil {
+			if err := startIn(lab.Client(), cmd); err != nil {
 				t.Fatal(err)
 			}
 			cmd.Wait()

@@ -13,23 +13,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Interface names inside the middlebox namespace.
-const (
-	insideIf  = "inside"  // toward the client
-	outsideIf = "outside" // toward the server
-)
-
 // tableName is the nftables table kadiag creates; it exists only inside the
 // middlebox namespace, never in the host's ruleset.
 const tableName = "kadiag"
 
-// setupMiddlebox turns the namespace into a NAT gateway that forgets flows
-// idle longer than idle. The expiry itself is conntrack's: the established
+// setupMiddlebox turns the namespace into a hop that forgets flows idle
+// longer than hop.Idle: a NAT gateway (hop.NAT) or a box that only tracks. The expiry itself is conntrack's: the established
 // timeout of this namespace only. What makes it faithful to a cloud NAT is
 // what happens next: with nf_conntrack_tcp_loose=0 a late packet cannot
 // re-create the flow, so it is invalid, and invalid packets are answered
 // with RST (Reset) or dropped (Drop), never forwarded un-NATed.
-func setupMiddlebox(ns netns.NsHandle, idle time.Duration, after middlebox.AfterExpiry) error {
+func setupMiddlebox(ns netns.NsHandle, hop middlebox.Hop) error {
+	idle, after := hop.Idle, hop.After
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		return fmt.Errorf("nftables in middlebox netns: %w", err)
@@ -65,8 +60,10 @@ func setupMiddlebox(ns netns.NsHandle, idle time.Duration, after middlebox.After
 	c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: concat(
 		ifname(expr.MetaKeyIIFNAME, outsideIf), ctState(expr.CtStateBitNEW), verdict(expr.VerdictDrop))})
 
-	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(
-		ifname(expr.MetaKeyOIFNAME, outsideIf), []expr.Any{&expr.Masq{}})})
+	if hop.NAT {
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(
+			ifname(expr.MetaKeyOIFNAME, outsideIf), []expr.Any{&expr.Masq{}})})
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables ruleset in middlebox netns: %w", err)
 	}

@@ -18,26 +18,33 @@ type Result struct {
 	Schema string `json:"schema"`
 	// IdleS is the middlebox's real-world idle timeout; LabIdleS the scaled
 	// one the lab used.
-	IdleS    float64 `json:"idle_s"`
-	After    string  `json:"after"`
-	Scale    float64 `json:"scale"`
-	Preset   string  `json:"preset,omitempty"`
-	LabIdleS float64 `json:"lab_idle_s"`
+	IdleS  float64 `json:"idle_s"`
+	After  string  `json:"after"`
+	Scale  float64 `json:"scale"`
+	Preset string  `json:"preset,omitempty"`
+	// Chain names the chain of middleboxes (--hop eks-nat), if any; Hops
+	// lists the lab's middleboxes, client side first (one for --preset).
+	Chain    string      `json:"chain,omitempty"`
+	Hops     []HopConfig `json:"hops"`
+	LabIdleS float64     `json:"lab_idle_s"`
 	// ResponseDelayS is how long the lab's server worked before answering.
 	ResponseDelayS float64 `json:"response_delay_s"`
 	// KeepIdleS, KeepIntvlS and KeepCnt are the keepalive values the
 	// preload, sysctl and app scenarios used in the lab.
-	KeepIdleS     float64          `json:"keepidle_s"`
-	KeepIntvlS    float64          `json:"keepintvl_s"`
-	KeepCnt       int              `json:"keepcnt"`
-	SlowKeepIdleS float64          `json:"slow_keepidle_s"`
-	TimeoutS      float64          `json:"timeout_s"`
-	Family        string           `json:"family"`
-	Command       []string         `json:"command,omitempty"`
-	Scenarios     []ScenarioResult `json:"scenarios"`
-	Summary       Summary          `json:"summary"`
-	Warnings      []string         `json:"warnings,omitempty"`
-	Pcap          string           `json:"pcap,omitempty"`
+	KeepIdleS     float64  `json:"keepidle_s"`
+	KeepIntvlS    float64  `json:"keepintvl_s"`
+	KeepCnt       int      `json:"keepcnt"`
+	SlowKeepIdleS float64  `json:"slow_keepidle_s"`
+	TimeoutS      float64  `json:"timeout_s"`
+	Family        string   `json:"family"`
+	Command       []string `json:"command,omitempty"`
+	Server        []string `json:"server,omitempty"`
+	// Preload: the command ran with the bundled keepalive library.
+	Preload   bool             `json:"preload,omitempty"`
+	Scenarios []ScenarioResult `json:"scenarios"`
+	Summary   Summary          `json:"summary"`
+	Warnings  []string         `json:"warnings,omitempty"`
+	Pcap      string           `json:"pcap,omitempty"`
 }
 
 // ScenarioResult is one scenario (or the user command) in its own lab.
@@ -55,10 +62,21 @@ type ScenarioResult struct {
 	Resets int `json:"resets"`
 	// Packets counts TCP packets on the client link.
 	Packets int `json:"packets"`
-	// ExpiredS is when the middlebox forgot the flow: the last packet
-	// before a silence longer than the idle timeout, plus that timeout.
-	ExpiredS  *float64         `json:"expired_s,omitempty"`
+	// ExpiredS is when the first hop to forget a flow forgot it: that
+	// flow's last packet on the hop's inside link before a silence longer
+	// than the hop's idle timeout, plus that timeout.
+	ExpiredS *float64 `json:"expired_s,omitempty"`
+	// Conntrack is the first hop's conntrack timeline (every hop's is in
+	// Hops).
 	Conntrack []ConntrackEvent `json:"conntrack"`
+	// Hops is every middlebox of the lab, client side first, with when it
+	// forgot the flow; ForgottenBy the 1-based index of the first to
+	// forget (nil: none did).
+	Hops        []HopResult `json:"hops"`
+	ForgottenBy *int        `json:"forgotten_by"`
+	// Notes say where the evidence is incomplete (a conntrack event stream
+	// that failed).
+	Notes []string `json:"notes,omitempty"`
 	// Evidence is one sentence saying what happened and why.
 	Evidence string `json:"evidence"`
 	// Client is what the client reported (the bundled client's line, or
@@ -69,6 +87,29 @@ type ScenarioResult struct {
 	Client   string      `json:"client,omitempty"`
 	Socket   string      `json:"socket,omitempty"`
 	ExitCode int         `json:"exit_code"`
+}
+
+// HopConfig is one middlebox of the lab as configured: real-world idle
+// timeout and the scaled one the lab used.
+type HopConfig struct {
+	Name     string  `json:"name"`
+	IdleS    float64 `json:"idle_s"`
+	LabIdleS float64 `json:"lab_idle_s"`
+	After    string  `json:"after"`
+	NAT      bool    `json:"nat"`
+}
+
+// HopResult is one middlebox in a scenario's lab and what it did: when it
+// forgot the flow (lab seconds from the scenario's start, nil if it kept
+// it) and its conntrack timeline.
+type HopResult struct {
+	Name      string           `json:"name"`
+	IdleS     float64          `json:"idle_s"`
+	LabIdleS  float64          `json:"lab_idle_s"`
+	After     string           `json:"after"`
+	NAT       bool             `json:"nat"`
+	ForgotAtS *float64         `json:"forgot_at_s"`
+	Conntrack []ConntrackEvent `json:"conntrack"`
 }
 
 // Summary counts scenarios.

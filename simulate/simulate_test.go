@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -127,7 +128,7 @@ func TestMiddleboxSysctls(t *testing.T) {
 		after middlebox.AfterExpiry
 		loose string
 	}{{middlebox.Reset, "0"}, {middlebox.Drop, "0"}, {middlebox.Heal, "1"}} {
-		l, err := NewLab(LabConfig{Idle: 7 * time.Second, After: tc.after})
+		l, err := NewLab(context.Background(), LabConfig{Hops: []middlebox.Hop{{Name: "mb", Idle: 7 * time.Second, After: tc.after, NAT: true}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,11 +137,11 @@ func TestMiddleboxSysctls(t *testing.T) {
 			"net/netfilter/nf_conntrack_tcp_timeout_established": "7",
 			"net/ipv4/ip_forward":                                "1",
 		} {
-			if got, err := readSysctl(l.Middlebox, k); err != nil || got != want {
+			if got, err := readSysctl(l.Hop(0), k); err != nil || got != want {
 				t.Errorf("%s: %s = %q (%v), want %s", tc.after, k, got, err, want)
 			}
 		}
-		if got, _ := readSysctl(l.Client, "net/ipv4/ip_forward"); got != "0" {
+		if got, _ := readSysctl(l.Client(), "net/ipv4/ip_forward"); got != "0" {
 			t.Errorf("client ip_forward %q", got)
 		}
 		l.Close()

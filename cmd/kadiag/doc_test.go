@@ -101,7 +101,8 @@ func parseConsoleBlocks(t *testing.T, file string) ([]string, []*consoleBlock) {
 // namespace on veth (the server 198.18.80.1 accepts and never answers), an
 // example Python client holding one connection with keepalive off and one
 // tuned ($PID), a JDK client ($JAVA_PID), the same Python client started
-// with the preload library ($FIXED_PID), and a working directory with a
+// with the preload library ($FIXED_PID), another that docs/fix.md fixes
+// ($FIX_PID), and a working directory with a
 // capture (client.pcap; dump.pcapng.gz, the same as gzip-compressed
 // pcapng), a text file (notes.txt) and the JSON schemas (schema/).
 type docEnv struct {
@@ -118,7 +119,7 @@ const (
 	docDir = "/srv/app"
 )
 
-var docPIDs = map[string]int{"PID": 4242, "JAVA_PID": 4343, "FIXED_PID": 4444}
+var docPIDs = map[string]int{"PID": 4242, "JAVA_PID": 4343, "FIXED_PID": 4444, "FIX_PID": 4545}
 
 func newDocEnv(t *testing.T) *docEnv {
 	l := newSockLab(t, 80)
@@ -137,6 +138,8 @@ func newDocEnv(t *testing.T) *docEnv {
 	os.WriteFile(filepath.Join(e.dir, "notes.txt"), []byte("These are notes, not packets: a text file.\n"), 0o644)
 	e.pids["PID"], _ = startReady(t, l.client.Command(python3(t), filepath.Join(wd, "testdata/keepalive_client.py"), l.link.A4, "8080"))
 	e.pids["JAVA_PID"], _ = startReady(t, l.client.Command("java", filepath.Join(wd, "testdata/KeepaliveClient.java"), l.link.A4, "8080"))
+	// docs/fix.md changes this one's sockets; the others stay as the docs show them.
+	e.pids["FIX_PID"], _ = startReady(t, l.client.Command(python3(t), filepath.Join(wd, "testdata/keepalive_client.py"), l.link.A4, "8080"))
 	tgt, err := preload.Resolve(preload.Glibc, "")
 	if err != nil {
 		t.Fatal(err)

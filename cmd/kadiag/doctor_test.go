@@ -68,26 +68,26 @@ func TestDoctorRuntimes(t *testing.T) {
 		fixes   string
 		check   func(t *testing.T, r doctor.Result)
 	}{
-		{"java", []string{"java", "testdata/KeepaliveClient.java", l.link.A4, "8080"}, doctor.KindJVM, "17", "env,java,sysctl",
+		{"java", []string{"java", "testdata/KeepaliveClient.java", l.link.A4, "8080"}, doctor.KindJVM, "17", "env,java,fix,sysctl",
 			func(t *testing.T, r doctor.Result) {
 				if !strings.HasPrefix(r.Runtime.JavaHome, "/usr/lib/jvm/") {
 					t.Errorf("java home %q", r.Runtime.JavaHome)
 				}
 			}},
-		{"python", []string{python3(t), "testdata/keepalive_client.py", l.link.A4, "8080"}, doctor.KindPython, "3.", "env,python,sysctl", nil},
-		{"go", []string{goBin, l.link.A4 + ":8080"}, doctor.KindGo, runtime.Version(), "go,sysctl",
+		{"python", []string{python3(t), "testdata/keepalive_client.py", l.link.A4, "8080"}, doctor.KindPython, "3.", "env,python,fix,sysctl", nil},
+		{"go", []string{goBin, l.link.A4 + ":8080"}, doctor.KindGo, runtime.Version(), "fix,go,sysctl",
 			func(t *testing.T, r doctor.Result) {
 				if r.Runtime.Go == nil || r.Runtime.Go.Path != "github.com/kadiag/kadiag/cmd/kadiag/testdata/goclient" {
 					t.Errorf("go build info %+v", r.Runtime.Go)
 				}
 			}},
-		{"musl", []string{muslDynamic, l.link.A4, "8080"}, doctor.KindNative, "", "env,sysctl",
+		{"musl", []string{muslDynamic, l.link.A4, "8080"}, doctor.KindNative, "", "env,fix,sysctl",
 			func(t *testing.T, r doctor.Result) {
 				if r.Runtime.Libc != "musl" || r.Runtime.Static || !strings.Contains(r.Fixes[0].Text, "--libc musl") {
 					t.Errorf("musl program seen as %+v, fix %q", r.Runtime, r.Fixes[0].Text)
 				}
 			}},
-		{"static", []string{static, l.link.A4, "8080"}, doctor.KindNative, "", "rebuild,sysctl",
+		{"static", []string{static, l.link.A4, "8080"}, doctor.KindNative, "", "fix,rebuild,sysctl",
 			func(t *testing.T, r doctor.Result) {
 				if !r.Runtime.Static || r.Preload.Possible {
 					t.Errorf("static binary seen as %+v, preload %+v", r.Runtime, r.Preload)
@@ -172,7 +172,7 @@ func TestDoctorKubernetes(t *testing.T) {
 	if code != 1 || !r.Container.Kubernetes || r.Container.ServiceHost != "198.18.0.1" {
 		t.Errorf("exit %d container %+v", code, r.Container)
 	}
-	if got := fixKinds(r); got != "env,kubernetes,python,sysctl" {
+	if got := fixKinds(r); got != "env,kubernetes,python,fix,sysctl" {
 		t.Errorf("fixes %s", got)
 	}
 	if r.MaxIdleS != 240 || !strings.Contains(r.Fixes[1].Text, "--container web") {

@@ -114,17 +114,24 @@ Exit codes: 0 done, 1 a socket could not be fixed, 2 an error.`,
 				return usage("--via, --watch and --all-sockets apply to --pid without --cgroup-of")
 			case !isCgroup && hold:
 				return usage("--hold applies to --cgroup")
+			case changed("watch") && (via == "bpf" || dryRun):
+				return usage("--watch observes the duplicated sockets after a change: not with --via bpf or --dry-run")
 			}
 			var r *fix.Report
 			switch {
 			case list:
 				r, err = fix.List()
 			case isCgroup:
-				dir := cgroup
+				var dir string
 				if cgroupOf {
 					dir, err = fix.CgroupOf(pid)
 				} else {
 					dir, err = fix.ResolveCgroup(cgroup)
+				}
+				if err != nil && remove && !cgroupOf && errors.Is(err, fix.ErrNoCgroup2) {
+					// A cgroup deleted since: its pinned policy is found by
+					// the path it was attached with.
+					dir, err = cgroup, nil
 				}
 				if err != nil {
 					return err

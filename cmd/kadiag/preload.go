@@ -25,7 +25,7 @@ application that turns keepalive off or asks for slower timings gets the
 configured ones. It has no effect on Go, static or secure-execution programs.
 See docs/preload.md.`,
 		Example: `  kadiag preload extract --dir /usr/local/lib/kadiag
-  eval "$(kadiag preload env --idle 60s --lib /usr/local/lib/kadiag/libkadiag_keepalive.so)"; exec java -jar app.jar
+  eval "$(kadiag preload env --keepidle 60s --lib /usr/local/lib/kadiag/libkadiag_keepalive.so)"; exec java -jar app.jar
   kadiag preload env --format k8s --container app > kadiag-preload.yaml
   kadiag preload check --pid 1234`,
 		Args: cobra.NoArgs,
@@ -83,7 +83,7 @@ docker an env-file for 'docker run --env-file', k8s a strategic merge patch: an
 initContainer that extracts the library from the kadiag image into an emptyDir,
 the volume mount and the environment of the application container.`,
 		Example: `  kadiag preload env
-  kadiag preload env --idle 30s --interval 10s --count 3 --user-timeout 90s
+  kadiag preload env --keepidle 30s --keepintvl 10s --keepcnt 3 --user-timeout 90s
   kadiag preload env --format docker > kadiag.env
   kadiag preload env --format k8s --container app --libc musl | kubectl patch deployment web --patch-file /dev/stdin`,
 		Args: cobra.NoArgs,
@@ -93,7 +93,7 @@ the volume mount and the environment of the application container.`,
 			for _, f := range []struct {
 				name, v string
 				d       *time.Duration
-			}{{"--idle", idle, &c.Idle}, {"--interval", interval, &c.Interval}, {"--user-timeout", userTimeout, &c.UserTimeout}} {
+			}{{"--keepidle", idle, &c.Idle}, {"--keepintvl", interval, &c.Interval}, {"--user-timeout", userTimeout, &c.UserTimeout}} {
 				if *f.d, err = middlebox.ParseDuration(f.v); err != nil {
 					return usageError{err: fmt.Errorf("%s: %w", f.name, err), cmd: cmd}
 				}
@@ -101,7 +101,7 @@ the volume mount and the environment of the application container.`,
 			c.Count = count
 			c.NoEnforce = noEnforce
 			if c.Idle == 0 || c.Interval == 0 || c.Count == 0 {
-				return usageError{err: fmt.Errorf("--idle, --interval and --count must be at least 1s, 1s and 1"), cmd: cmd}
+				return usageError{err: fmt.Errorf("--keepidle, --keepintvl and --keepcnt must be at least 1s, 1s and 1"), cmd: cmd}
 			}
 			r := reports.PreloadEnv{Schema: "kadiag.preload.env/v1", Format: format}
 			switch format {
@@ -127,9 +127,17 @@ the volume mount and the environment of the application container.`,
 		},
 	}
 	def := preload.Defaults()
-	cmd.Flags().StringVar(&idle, "idle", "60s", "idle time before the first probe (TCP_KEEPIDLE), 1s-32767s")
-	cmd.Flags().StringVar(&interval, "interval", "15s", "time between probes (TCP_KEEPINTVL), 1s-32767s")
-	cmd.Flags().IntVar(&count, "count", def.Count, "unanswered probes before the connection is dropped (TCP_KEEPCNT), 1-127")
+	// One setting has one name across the CLI (simulate's and fix's); the
+	// older --idle, --interval and --count stay as hidden aliases.
+	cmd.Flags().StringVar(&idle, "keepidle", "60s", "idle time before the first probe (TCP_KEEPIDLE), 1s-32767s")
+	cmd.Flags().StringVar(&interval, "keepintvl", "15s", "time between probes (TCP_KEEPINTVL), 1s-32767s")
+	cmd.Flags().IntVar(&count, "keepcnt", def.Count, "unanswered probes before the connection is dropped (TCP_KEEPCNT), 1-127")
+	cmd.Flags().StringVar(&idle, "idle", "60s", "alias of --keepidle")
+	cmd.Flags().StringVar(&interval, "interval", "15s", "alias of --keepintvl")
+	cmd.Flags().IntVar(&count, "count", def.Count, "alias of --keepcnt")
+	for _, alias := range []string{"idle", "interval", "count"} {
+		cmd.Flags().MarkHidden(alias)
+	}
 	cmd.Flags().StringVar(&userTimeout, "user-timeout", "0", "TCP_USER_TIMEOUT: drop when sent data stays unacknowledged this long (0: not set)")
 	cmd.Flags().BoolVar(&noEnforce, "no-enforce", false, "let the application turn keepalive off or slow it down (KADIAG_ENFORCE=0)")
 	cmd.Flags().StringVar(&format, "format", reports.EnvShell, "shell, k8s or docker")

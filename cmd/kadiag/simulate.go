@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/shlex"
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/reports"
 	"github.com/kadiag/kadiag/simulate"
@@ -26,7 +28,13 @@ type simulateFlags struct {
 	ipv6, withPreload, keepRoot  bool
 	pcap, expect                 string
 	benchLabs                    int
+	hops                         []string
+	server                       string
 }
+
+// simulateHook, when set, becomes simulate.Config.Hook: only the tests set
+// it (TestMain), to hold a run at a phase; the product never does.
+var simulateHook func(ctx context.Context, p simulate.Phase, s *simulate.Stage)
 
 func newSimulateCmd() *cobra.Command { return simulateCmd(&simulateFlags{}) }
 
@@ -45,16 +53,30 @@ clients survive a server that answers after the flow was forgotten:
   sysctl            tcp_keepalive_time lowered, SO_KEEPALIVE still off    fails
   app               the client turns keepalive on itself                 ok
   preload-too-slow  the library with an idle above the middlebox's     fails
+On request (--scenario), with kadiag fix's capabilities:
+  fix-live          keepalive off, kadiag fix --pid before it is forgotten  ok
+  fix-live-late     the same, fixed after: fails at once, does not hang   fails
+  fix-cgroup        keepalive off, in a cgroup with kadiag fix's programs   ok
 
 With -- CMD ARGS, your own command runs in the client namespace instead,
 with the server's URL in $KADIAG_URL and in place of {url}; --expect says
-whether it should survive (ok) or not (fail).
+whether it should survive (ok) or not (fail). --server "CMD ARGS" runs your
+own server instead of the built-in one ({listen} and $KADIAG_LISTEN say
+where it must listen).
+
+--hop SPEC (repeatable, client side first) builds a chain of middleboxes, a
+namespace each with its own conntrack table: a preset (aws-nat), settings
+(idle=8s,after=drop,nat=no), or a named chain (eks-nat, eks-nlb). The report
+names the hop that forgot the flow first.
 
 Needs root (network namespaces). Nothing on the host changes, and nothing
 outlives kadiag, not even when it is killed.`,
 		Example: `  kadiag simulate --preset aws-nat --scale 35
   kadiag simulate --idle 350s --after drop --scenario none,preload
-  kadiag simulate --idle 350s --scale 35 --preload --expect ok -- curl -sS --no-keepalive {url}`,
+  kadiag simulate --idle 350s --scale 35 --preload --expect ok -- curl -sS --no-keepalive {url}
+  kadiag simulate --hop eks-nat --scale 35 --scenario none,preload
+  kadiag simulate --hop idle=8s,after=heal --hop idle=4s,after=drop --scenario none,app
+  kadiag simulate --preset aws-nat --scale 35 --server 'python3 slow.py {listen}' -- java -jar client.jar {url}`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSimulate(cmd, f, args)
 		},
@@ -65,7 +87,9 @@ outlives kadiag, not even when it is killed.`,
 	fl.StringVar(&f.after, "after", "", "what the middlebox does after expiry: reset (RST to the inside host), drop (silent) or heal (Linux loose conntrack)")
 	fl.StringVar(&f.responseDelay, "response-delay", "", "how long the server works before answering (default idle + 30s)")
 	fl.StringVar(&f.serverKeep, "server-keepalive", "", "the server probes on its own every D (its probes refresh the middlebox too)")
-	fl.StringSliceVar(&f.scenarios, "scenario", nil, "scenarios to run, comma-separated: "+strings.Join(simulate.Scenarios, ",")+" (default all)")
+	fl.StringSliceVar(&f.scenarios, "scenario", nil, "scenarios to run, comma-separated: "+strings.Join(simulate.Scenarios(), ",")+" (default: all but the fix-* ones, which need kadiag fix's capabilities: CAP_BPF, CAP_SYS_PTRACE)")
+	fl.StringArrayVar(&f.hops, "hop", nil, "a middlebox of a chain, client side first (repeat): a preset ("+presetList()+"), idle=D,after=reset|drop|heal,nat=yes|no, or a chain ("+chainList()+")")
+	fl.StringVar(&f.server, "server", "", "run your own server (one string: \"CMD ARGS\", split as a shell would, run without one) instead of the built-in one; it must listen on {listen} ($KADIAG_LISTEN)")
 	fl.Float64Var(&f.scale, "scale", 1, "divide every duration kadiag controls by N (the kernel's 1 s minimum applies)")
 	fl.StringVar(&f.keepidle, "keepidle", "", "keepalive idle of the preload/sysctl/app scenarios and of --preload (default min(60s, idle/2))")
 	fl.StringVar(&f.keepintvl, "keepintvl", "", "keepalive interval (default min(15s, keepidle))")
@@ -89,6 +113,14 @@ func presetList() string {
 	return strings.Join(n, ", ")
 }
 
+func chainList() string {
+	var n []string
+	for _, c := range middlebox.Chains() {
+		n = append(n, c.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
 func runSimulate(cmd *cobra.Command, f *simulateFlags, args []string) error {
 	cfg, err := simulateConfig(cmd, f, args)
 	if err != nil {
@@ -97,12 +129,15 @@ func runSimulate(cmd *cobra.Command, f *simulateFlags, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if f.benchLabs > 0 {
-		mean, err := simulate.BenchLabs(ctx, f.benchLabs)
+		mean, err := simulate.BenchLabs(ctx, f.benchLabs, cfg.Hops)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%.3f ms per lab up+down (%d labs)\n", float64(mean)/float64(time.Millisecond), f.benchLabs)
 		return nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
 	stopProgress := simulateProgress(cmd, &cfg)
 	res, err := simulate.Run(ctx, cfg)
@@ -150,6 +185,34 @@ func simulateConfig(cmd *cobra.Command, f *simulateFlags, args []string) (simula
 	if f.after != "" {
 		cfg.After = middlebox.AfterExpiry(f.after)
 	}
+	if len(f.hops) > 0 {
+		if f.preset != "" || f.idle != "" || f.after != "" {
+			return cfg, fmt.Errorf("--hop and --preset, --idle or --after exclude each other: give each hop its own settings (--hop aws-nat or --hop idle=350s,after=reset)")
+		}
+		for _, spec := range f.hops {
+			if hops, err := middlebox.LookupChain(spec); err == nil {
+				if len(f.hops) == 1 {
+					cfg.Chain = spec
+				}
+				cfg.Hops = append(cfg.Hops, hops...)
+				continue
+			}
+			h, err := middlebox.ParseHop(spec)
+			if err != nil {
+				return cfg, fmt.Errorf("--hop: %w", err)
+			}
+			cfg.Hops = append(cfg.Hops, h)
+		}
+	}
+	if f.server != "" {
+		words, err := shlex.Split(f.server)
+		if err != nil || len(words) == 0 {
+			return cfg, fmt.Errorf("--server %q: not a command (use e.g. --server 'python3 slow.py {listen}')", f.server)
+		}
+		cfg.Server = words
+		cfg.Stderr = cmd.ErrOrStderr()
+	}
+	cfg.Hook = simulateHook
 	dur := func(name, v string) (time.Duration, error) {
 		if v == "" {
 			return 0, nil
@@ -213,10 +276,10 @@ func simulateConfig(cmd *cobra.Command, f *simulateFlags, args []string) (simula
 
 func needsLibrary(scenarios []string) bool {
 	if len(scenarios) == 0 {
-		return true
+		scenarios = simulate.Scenarios()
 	}
-	for _, s := range scenarios {
-		if s == simulate.Preload || s == simulate.PreloadTooSlow {
+	for _, name := range scenarios {
+		if s, ok := simulate.LookupScenario(name); ok && s.Library {
 			return true
 		}
 	}

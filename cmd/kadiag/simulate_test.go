@@ -166,11 +166,25 @@ func TestSimulateNotRoot(t *testing.T) {
 }
 
 // TestSimulateSIGKILL kills kadiag in each phase of a lab's life and checks
-// that nothing is left: no namespace, no veth, no nftables table, no process.
+// that nothing is left: no namespace, no veth, no nftables table, no process;
+// for the one-hop lab and for a chain of three hops (five namespaces).
 func TestSimulateSIGKILL(t *testing.T) {
 	testenv.Privileged(t)
 	testenv.Need(t, "ip", "nft")
 	bin := buildKadiag(t)
+	for _, lab := range []struct {
+		name string
+		args []string
+		ns   int
+	}{
+		{"1-hop", []string{"--idle", "2s"}, 3},
+		{"3-hops", []string{"--hop", "idle=2s", "--hop", "idle=3s,after=drop,nat=no", "--hop", "idle=2s,after=heal"}, 5},
+	} {
+		sigkillEveryPhase(t, bin, lab.name, lab.args, lab.ns)
+	}
+}
+
+func sigkillEveryPhase(t *testing.T, bin, name string, labArgs []string, nsWant int) {
 	for _, tc := range []struct {
 		phase string
 		args  []string
@@ -181,11 +195,12 @@ func TestSimulateSIGKILL(t *testing.T) {
 		{"running-command", []string{"--", "sh", "-c", "sleep 3001 & sleep 3002"}, ""},
 		{"teardown", []string{"--scenario", "app", "--response-delay", "1s"}, "teardown"},
 	} {
-		t.Run(tc.phase, func(t *testing.T) {
+		t.Run(name+"/"+tc.phase, func(t *testing.T) {
 			links, ruleset := hostLinks(t), hostRuleset(t)
 			// Running: kadiag's own descendants are the clients (kadiag's
 			// command line names them too, so look below it only).
-			cmd, stderr := startAtPhase(t, bin, append([]string{"simulate", "--idle", "2s", "--response-delay", "60s", "--keepidle", "1s"}, tc.args...), tc.pause, func(pid int) bool {
+			args := append(append([]string{"simulate"}, labArgs...), "--response-delay", "60s", "--keepidle", "1s")
+			cmd, stderr := startAtPhase(t, bin, append(args, tc.args...), tc.pause, func(pid int) bool {
 				n := 0
 				for _, d := range descendants(pid) {
 					b, _ := os.ReadFile("/proc/" + strconv.Itoa(d) + "/cmdline")
@@ -202,8 +217,8 @@ func TestSimulateSIGKILL(t *testing.T) {
 			}()
 			pid := cmd.Process.Pid
 			lab := labNetns(pid)
-			if len(lab) < 3 {
-				t.Errorf("found %d lab namespaces held by kadiag, want at least 3", len(lab))
+			if len(lab) < nsWant {
+				t.Errorf("found %d lab namespaces held by kadiag, want at least %d", len(lab), nsWant)
 			}
 			// Namespace inode numbers are reused at once by namespaces other
 			// tests create, so what must vanish is every process that held the
@@ -251,14 +266,18 @@ func TestSimulateSIGKILL(t *testing.T) {
 }
 
 // startAtPhase starts kadiag with args and returns once it is in the phase
-// a test wants: held at KADIAG_TEST_PAUSE=pause (kadiag says "test pause"
-// on stderr), or with no pause once running(pid) holds. It fails the test
+// a test wants: held at phase pause (this test binary, run as kadiag with
+// a simulate.Config.Hook, says "test pause" on stderr; see TestMain), or,
+// with no pause, the real binary bin once running(pid) holds. It fails the test
 // if the phase is not reached within 30 s. The channel carries the rest of
 // kadiag's stderr and closes when kadiag closes it.
 func startAtPhase(t *testing.T, bin string, args []string, pause string, running func(pid int) bool) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KADIAG_TEST_PAUSE="+pause)
+	if pause != "" {
+		cmd = exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), holdEnv+"="+pause)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -105,10 +106,12 @@ func (s Settings) Validate() error {
 
 // Capability numbers (linux/capability.h); x/sys has them, names are ours.
 var capNames = map[int]string{
-	unix.CAP_BPF:       "CAP_BPF",
-	unix.CAP_NET_ADMIN: "CAP_NET_ADMIN",
-	unix.CAP_PERFMON:   "CAP_PERFMON",
-	unix.CAP_SYS_ADMIN: "CAP_SYS_ADMIN",
+	unix.CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH",
+	unix.CAP_SYS_PTRACE:      "CAP_SYS_PTRACE",
+	unix.CAP_BPF:             "CAP_BPF",
+	unix.CAP_NET_ADMIN:       "CAP_NET_ADMIN",
+	unix.CAP_PERFMON:         "CAP_PERFMON",
+	unix.CAP_SYS_ADMIN:       "CAP_SYS_ADMIN",
 }
 
 // CapabilityError names the capabilities an operation lacks.
@@ -118,7 +121,20 @@ type CapabilityError struct {
 }
 
 func (e *CapabilityError) Error() string {
-	return fmt.Sprintf("%s needs %s (run as root, or grant it: see docs/privileges.md)", e.Op, strings.Join(e.Missing, " and "))
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "$(command -v kadiag)"
+	}
+	them := "it"
+	if len(e.Missing) > 1 {
+		them = "them"
+	}
+	lower := make([]string, len(e.Missing))
+	for i, m := range e.Missing {
+		lower[i] = strings.ToLower(m)
+	}
+	return fmt.Sprintf("%s: missing %s: run as root, or grant %s with 'sudo setcap %s+ep %s' (see docs/privileges.md)",
+		e.Op, strings.Join(e.Missing, ", "), them, strings.Join(lower, ","), exe)
 }
 
 // Is makes errors.Is(err, ErrCapability) true.
@@ -155,6 +171,10 @@ func need(op string, caps ...int) error {
 	}
 	return nil
 }
+
+// Missing returns a *CapabilityError naming those of caps (CAP_* numbers
+// from x/sys/unix) the caller lacks for op, or nil when it holds them all.
+func Missing(op string, caps ...int) error { return need(op, caps...) }
 
 // loadErr turns a load or attach error into one of the package's errors.
 func loadErr(op string, caps []int, err error) error {

@@ -131,47 +131,97 @@ func SetByCookie(ns vns.NsHandle, same bool, cookies []uint64, s Settings, dry b
 			return nil, fmt.Errorf("cookie map: %w", err)
 		}
 	}
-	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
-		Name:         "kadiag_iter_tcp",
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceIter,
-		AttachTo:     "tcp",
-		Instructions: iterInstructions(s, m, int16(metaOff), int16(seqOff), int16(skOff), dry),
-		License:      license,
-	}, ebpf.ProgramOptions{KernelTypes: spec})
-	if err != nil {
-		return nil, loadErr("load the iter/tcp program", iterCaps, err)
-	}
-	defer prog.Close()
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
-	if err != nil {
-		return nil, loadErr("attach the iter/tcp program", iterCaps, err)
-	}
-	defer it.Close()
-	var out []byte
-	run := func() error {
-		r, err := it.Open()
+	iterate := func(dry bool) ([]IterResult, error) {
+		prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+			Name:         "kadiag_iter_tcp",
+			Type:         ebpf.Tracing,
+			AttachType:   ebpf.AttachTraceIter,
+			AttachTo:     "tcp",
+			Instructions: iterInstructions(s, m, int16(metaOff), int16(seqOff), int16(skOff), dry),
+			License:      license,
+		}, ebpf.ProgramOptions{KernelTypes: spec})
 		if err != nil {
+			return nil, loadErr("load the iter/tcp program", iterCaps, err)
+		}
+		defer prog.Close()
+		it, err := link.AttachIter(link.IterOptions{Program: prog})
+		if err != nil {
+			return nil, loadErr("attach the iter/tcp program", iterCaps, err)
+		}
+		defer it.Close()
+		var out []byte
+		run := func() error {
+			r, err := it.Open()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			out, err = io.ReadAll(r)
 			return err
 		}
-		defer r.Close()
-		out, err = io.ReadAll(r)
-		return err
-	}
-	if same {
-		err = run()
-	} else {
-		err = knetns.Do(ns, run)
-	}
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			if cerr := need("enter the process's network namespace", unix.CAP_SYS_ADMIN); cerr != nil {
-				return nil, cerr
-			}
+		if same {
+			err = run()
+		} else {
+			err = knetns.Do(ns, run)
 		}
-		return nil, fmt.Errorf("run the TCP iterator: %w", err)
+		if err != nil {
+			if errors.Is(err, unix.EPERM) {
+				if cerr := need("enter the process's network namespace", unix.CAP_SYS_ADMIN); cerr != nil {
+					return nil, cerr
+				}
+			}
+			return nil, fmt.Errorf("run the TCP iterator: %w", err)
+		}
+		return decodeRecords(out, s.iterOptions())
 	}
-	return decodeRecords(out, s.iterOptions())
+	// When a record does not fit in what is left of the seq_file buffer,
+	// the kernel drops it and runs the program again on the same socket:
+	// the second run sees the options the first one set. So a read-only
+	// pass takes the values before, and the writing pass the values after
+	// and the errors.
+	before, err := iterate(true)
+	if err != nil || dry {
+		return merge(before, nil), err
+	}
+	after, err := iterate(false)
+	if err != nil {
+		return nil, err
+	}
+	return merge(before, after), nil
+}
+
+// merge joins the records of the read-only and the writing pass by cookie,
+// in the order the sockets were first met. A socket met twice in one pass
+// keeps its first values from the read-only pass and its last from the
+// writing pass.
+func merge(before, after []IterResult) []IterResult {
+	var out []IterResult
+	idx := map[uint64]int{}
+	for _, r := range before {
+		if _, ok := idx[r.Cookie]; ok {
+			continue
+		}
+		idx[r.Cookie] = len(out)
+		r.After, r.Errs = r.Before, nil
+		out = append(out, r)
+	}
+	for _, r := range after {
+		i, ok := idx[r.Cookie]
+		if !ok {
+			idx[r.Cookie] = len(out)
+			out = append(out, r) // opened between the passes
+			continue
+		}
+		o := &out[i]
+		o.After = r.After
+		for k, v := range r.Errs {
+			if o.Errs == nil {
+				o.Errs = map[string]error{}
+			}
+			o.Errs[k] = v
+		}
+	}
+	return out
 }
 
 func decodeRecords(b []byte, opts []option) ([]IterResult, error) {

@@ -169,3 +169,46 @@ func TestSettingsValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestIterManySockets: 6,000 sockets, more records than fit in one
+// seq_file buffer. The
+// kernel runs the program again on a socket whose record did not fit; the
+// values before must still be the ones before.
+func TestIterManySockets(t *testing.T) {
+	testenv.Privileged(t)
+	var conns []*net.TCPConn
+	before := map[uint64]Values{}
+	for i := 0; i < 3000; i++ {
+		c, s := pair(t)
+		for _, x := range []*net.TCPConn{c, s} {
+			conns = append(conns, x)
+			before[cookie(t, x)] = values(t, x)
+		}
+	}
+	var cookies []uint64
+	for c := range before {
+		cookies = append(cookies, c)
+	}
+	res, err := SetByCookie(vns.None(), true, cookies, iterSettings, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(cookies) {
+		t.Fatalf("%d records for %d sockets", len(res), len(cookies))
+	}
+	for _, r := range res {
+		// Go's accepted sockets come with keepalive 15s: kept, shorter.
+		want := Values{Keepalive: true, IdleS: min(42, before[r.Cookie].IdleS), IntervalS: 7, Count: 3}
+		if !before[r.Cookie].Keepalive {
+			want.IdleS = 42
+		}
+		if r.Before != before[r.Cookie] || r.After != want {
+			t.Fatalf("cookie %d: %+v → %+v, want %+v → %+v", r.Cookie, r.Before, r.After, before[r.Cookie], want)
+		}
+	}
+	for _, c := range conns {
+		if got := values(t, c); !got.Keepalive || got.Count != 3 {
+			t.Fatalf("in-process %+v", got)
+		}
+	}
+}

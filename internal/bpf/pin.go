@@ -47,6 +47,8 @@ type Policy struct {
 	Pinned string
 	// Replaced tells that an earlier kadiag policy on the cgroup was replaced.
 	Replaced bool
+	// Holder is the pid of the kadiag holding an unpinned policy (--hold).
+	Holder int
 
 	links []link.Link
 }
@@ -88,8 +90,16 @@ func Attach(dir string, s Settings, pin bool) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", dir, err)
 	}
-	p := &Policy{Cgroup: dir, CgroupID: id, Settings: s, Since: time.Now()}
-	ops, err := newSockOps(s)
+	p := &Policy{Cgroup: dir, CgroupID: id, Settings: s, Since: time.Now(), Holder: os.Getpid()}
+	if pin {
+		p.Holder = 0
+	}
+	info, err := newInfo(p)
+	if err != nil {
+		return nil, err
+	}
+	defer info.Close()
+	ops, err := newSockOps(s, info)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +144,7 @@ func Attach(dir string, s Settings, pin bool) (*Policy, error) {
 	if !pin {
 		return p, nil
 	}
-	if err := p.pin(pdir); err != nil {
+	if err := p.pin(pdir, info); err != nil {
 		os.RemoveAll(pdir)
 		p.Close()
 		return nil, err
@@ -161,10 +171,10 @@ func replacePinned(pdir string, p *Policy, ops, sso *ebpf.Program) error {
 		}
 	}
 	p.Pinned, p.Replaced = pdir, true
-	return writeInfo(pdir, p, false)
+	return writeInfo(pdir, p)
 }
 
-func (p *Policy) pin(pdir string) error {
+func (p *Policy) pin(pdir string, info *ebpf.Map) error {
 	if err := os.MkdirAll(pdir, 0o700); err != nil {
 		return fmt.Errorf("bpffs directory %s: %w", pdir, err)
 	}
@@ -174,7 +184,24 @@ func (p *Policy) pin(pdir string) error {
 		}
 	}
 	p.Pinned = pdir
-	return writeInfo(pdir, p, true)
+	if err := info.Pin(filepath.Join(pdir, pinInfo)); err != nil {
+		return fmt.Errorf("policy record %s: %w", pdir, err)
+	}
+	return nil
+}
+
+// newInfo creates the policy's record: a one-entry array map that --list
+// reads, through its pin or through the program it is tied to.
+func newInfo(p *Policy) (*ebpf.Map, error) {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "kadiag_info", Type: ebpf.Array, KeySize: 4, ValueSize: infoSize, MaxEntries: 1})
+	if err != nil {
+		return nil, loadErr("create the policy record", cgroupCaps, err)
+	}
+	if err := m.Put(uint32(0), encodeInfo(p)); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("policy record: %w", err)
+	}
+	return m, nil
 }
 
 // info is the pinned record --list reads: settings, cgroup and time.
@@ -192,6 +219,7 @@ func encodeInfo(p *Policy) []byte {
 	le.PutUint32(b[8:], uint32(p.Settings.Interval/time.Second))
 	le.PutUint32(b[12:], uint32(p.Settings.Count))
 	le.PutUint32(b[16:], uint32(p.Settings.UserTimeout/time.Millisecond))
+	le.PutUint32(b[20:], uint32(p.Holder))
 	le.PutUint64(b[24:], uint64(p.Since.Unix()))
 	le.PutUint64(b[32:], p.CgroupID)
 	copy(b[40:infoSize-1], p.Cgroup)
@@ -214,26 +242,19 @@ func decodeInfo(b []byte) (Policy, bool) {
 			Count:       int(le.Uint32(b[12:])),
 			UserTimeout: time.Duration(le.Uint32(b[16:])) * time.Millisecond,
 		},
+		Holder:   int(le.Uint32(b[20:])),
 		Since:    time.Unix(int64(le.Uint64(b[24:])), 0),
 		CgroupID: le.Uint64(b[32:]),
 		Cgroup:   string(path),
 	}, true
 }
 
-func writeInfo(pdir string, p *Policy, create bool) error {
+// writeInfo rewrites a pinned policy's record after its programs were
+// replaced (the new sock_ops program holds a record of its own, with the
+// same content).
+func writeInfo(pdir string, p *Policy) error {
 	path := filepath.Join(pdir, pinInfo)
-	var m *ebpf.Map
-	var err error
-	if create {
-		m, err = ebpf.NewMap(&ebpf.MapSpec{Name: "kadiag_info", Type: ebpf.Array, KeySize: 4, ValueSize: infoSize, MaxEntries: 1})
-		if err == nil {
-			if err = m.Pin(path); err != nil {
-				m.Close()
-			}
-		}
-	} else {
-		m, err = ebpf.LoadPinnedMap(path, nil)
-	}
+	m, err := ebpf.LoadPinnedMap(path, nil)
 	if err != nil {
 		return fmt.Errorf("policy record %s: %w", path, err)
 	}
@@ -268,15 +289,27 @@ func Detach(dir string) (Policy, error) {
 	if err := need("detach BPF programs from a cgroup", cgroupCaps...); err != nil {
 		return Policy{}, err
 	}
-	id, err := CgroupID(dir)
-	if err != nil {
-		return Policy{}, fmt.Errorf("cgroup %s: %w", dir, err)
-	}
 	fs, err := bpffs(false)
 	if err != nil {
 		return Policy{}, fmt.Errorf("cgroup %s: %w (kadiag fix --list shows where kadiag policies are)", dir, ErrNotAttached)
 	}
-	pdir := filepath.Join(fs, pinDir, "cgroup-"+strconv.FormatUint(id, 10))
+	var pdir string
+	if id, err := CgroupID(dir); err == nil {
+		pdir = filepath.Join(fs, pinDir, "cgroup-"+strconv.FormatUint(id, 10))
+	} else {
+		// The cgroup was removed (its links are defunct, their pins stay):
+		// find its record by the path it was attached with.
+		ps, _ := List()
+		root, _ := CgroupMount()
+		for _, p := range ps {
+			if p.Cgroup == filepath.Clean(dir) || (root != "" && p.Cgroup == filepath.Join(root, dir)) {
+				pdir = p.Pinned
+			}
+		}
+		if pdir == "" {
+			return Policy{}, fmt.Errorf("cgroup %s: %w (kadiag fix --list shows where kadiag policies are)", dir, ErrNotAttached)
+		}
+	}
 	p, err := readInfo(pdir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -291,6 +324,71 @@ func Detach(dir string) (Policy, error) {
 	return p, nil
 }
 
+// Held returns the kadiag policies held by running kadiag processes
+// (--hold), found through the kernel's list of BPF links: a cgroup link
+// whose sock_ops program is kadiag's, and the record tied to it. Walking
+// the kernel's links needs CAP_SYS_ADMIN; without it Held returns a
+// *CapabilityError.
+func Held() ([]Policy, error) {
+	if err := need("list the policies held by running kadiag processes", unix.CAP_SYS_ADMIN); err != nil {
+		return nil, err
+	}
+	out := []Policy{}
+	it := new(link.Iterator)
+	defer it.Close()
+	for it.Next() {
+		li, err := it.Link.Info()
+		if err != nil || li.Type != link.CgroupType {
+			continue
+		}
+		cg := li.Cgroup()
+		if cg == nil || ebpf.AttachType(cg.AttachType) != ebpf.AttachCGroupSockOps {
+			continue
+		}
+		p, ok := heldRecord(li.Program)
+		if ok && p.Holder != 0 && p.CgroupID == cg.CgroupId {
+			out = append(out, p)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Cgroup < out[j].Cgroup })
+	return out, nil
+}
+
+func heldRecord(id ebpf.ProgramID) (Policy, bool) {
+	prog, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return Policy{}, false
+	}
+	defer prog.Close()
+	pi, err := prog.Info()
+	if err != nil || pi.Name != "kadiag_sockops" {
+		return Policy{}, false
+	}
+	ids, ok := pi.MapIDs()
+	if !ok {
+		return Policy{}, false
+	}
+	for _, mid := range ids {
+		m, err := ebpf.NewMapFromID(mid)
+		if err != nil {
+			continue
+		}
+		b := make([]byte, infoSize)
+		err = m.Lookup(uint32(0), &b)
+		m.Close()
+		if err != nil {
+			continue
+		}
+		if p, ok := decodeInfo(b); ok {
+			return p, true
+		}
+	}
+	return Policy{}, false
+}
+
 // List returns the pinned kadiag policies, by cgroup path.
 func List() ([]Policy, error) {
 	fs, err := bpffs(false)
@@ -303,7 +401,7 @@ func List() ([]Policy, error) {
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, &CapabilityError{Op: "read the pinned policies in " + fs, Missing: []string{"root (bpffs is readable by root only)"}}
+			return nil, fmt.Errorf("read the pinned policies in %s: %w (bpffs is readable by root only: run as root)", fs, err)
 		}
 		return nil, err
 	}

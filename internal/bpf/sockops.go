@@ -21,8 +21,13 @@ const license = "Dual MIT/GPL"
 // sockOpsInstructions sets the options when a connection is established,
 // either way, and when a socket starts listening (accepted sockets inherit
 // from the listener). A sock_ops program must return 1.
-func sockOpsInstructions(s Settings) asm.Instructions {
+func sockOpsInstructions(s Settings, info *ebpf.Map) asm.Instructions {
 	var b builder
+	if info != nil {
+		// Not read: it ties the policy's record to the program, so that
+		// --list finds held policies through the kernel's list of links.
+		b.emit(asm.LoadMapPtr(asm.R2, info.FD()))
+	}
 	b.emit(
 		asm.Mov.Reg(asm.R6, asm.R1),
 		// struct bpf_sock_ops starts with __u32 op.
@@ -43,12 +48,12 @@ func sockOpsInstructions(s Settings) asm.Instructions {
 }
 
 // newSockOps loads the sock_ops program for s.
-func newSockOps(s Settings) (*ebpf.Program, error) {
+func newSockOps(s Settings, info *ebpf.Map) (*ebpf.Program, error) {
 	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "kadiag_sockops",
 		Type:         ebpf.SockOps,
 		AttachType:   ebpf.AttachCGroupSockOps,
-		Instructions: sockOpsInstructions(s),
+		Instructions: sockOpsInstructions(s, info),
 		License:      license,
 	})
 	if err != nil {
