@@ -165,25 +165,32 @@ func (n *namespace) loadBPF(ns netns.NsHandle) bool {
 	if n.tcp == nil {
 		return false
 	}
-	ss, err := n.tcp.Read(ns, n.same)
-	if err != nil {
-		n.bpfErr = err
-		return false
-	}
-	n.bpfSockets = make(map[uint64]bpfSocket, len(ss))
-	n.sockets = make(map[uint64]diagEntry, len(ss))
-	for _, s := range ss {
-		n.sockets[s.Inode] = diagOf(&s)
-		old, seen := n.bpfSockets[s.Inode]
-		if !seen {
-			n.bpfSockets[s.Inode] = bpfSocket{TCPSocket: s}
-			continue
+	n.bpfSockets = map[uint64]bpfSocket{}
+	n.sockets = map[uint64]diagEntry{}
+	err := n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {
+		n.sockets[s.Inode] = diagOf(s)
+		v := bpfSocket{
+			keepalive:   s.Keepalive,
+			idle:        int32(s.IdleS),
+			intvl:       int32(s.IntervalS),
+			count:       uint8(s.Count),
+			userTimeout: uint32(s.UserTimeoutMs),
+			mptcp:       s.Protocol == bpf.IPProtoMPTCP,
 		}
-		// Several subflows of one MPTCP socket: exact only if they agree.
-		if old.Values != s.Values {
+		old, seen := n.bpfSockets[s.Inode]
+		switch {
+		case !seen:
+			n.bpfSockets[s.Inode] = v
+		case old.values() != v.values():
+			// Several subflows of one MPTCP socket: exact only if they agree.
 			old.ambiguous = true
 			n.bpfSockets[s.Inode] = old
 		}
+	})
+	if err != nil {
+		n.bpfErr = err
+		n.bpfSockets, n.sockets = nil, nil
+		return false
 	}
 	return true
 }
@@ -212,10 +219,21 @@ func diagOf(s *bpf.TCPSocket) diagEntry {
 	return e
 }
 
-// bpfSocket is a socket as the iter/tcp program read it.
+// bpfSocket is what a scan keeps of the iter/tcp program's read of a
+// socket, the rest going into the namespace's diagEntry: 16 bytes, so that
+// a namespace of 100,000 sockets stays within a few MB.
 type bpfSocket struct {
-	bpf.TCPSocket
-	ambiguous bool // MPTCP subflows with different values
+	idle, intvl int32
+	userTimeout uint32
+	count       uint8
+	keepalive   bool
+	mptcp       bool
+	ambiguous   bool // MPTCP subflows with different values
+}
+
+func (b bpfSocket) values() bpfSocket {
+	b.ambiguous = false
+	return b
 }
 
 // setBPF fills sk's keepalive from the BPF read, if the namespace has one
@@ -232,17 +250,16 @@ func (s *scan) setBPF(n *namespace, sk *Socket, ino uint64, m *diagEntry) bool {
 		s.bpf.fellBack.Add(1)
 		return false
 	}
-	mptcp := b.Protocol == bpf.IPProtoMPTCP
 	sk.Keepalive = Keepalive{
-		Enabled:                b.Keepalive,
-		IdleS:                  b.IdleS,
-		IntervalS:              b.IntervalS,
-		Count:                  b.Count,
-		UserTimeoutMs:          b.UserTimeoutMs,
-		UserTimeoutUnsupported: mptcp,
+		Enabled:                b.keepalive,
+		IdleS:                  int(b.idle),
+		IntervalS:              int(b.intvl),
+		Count:                  int(b.count),
+		UserTimeoutMs:          int(b.userTimeout),
+		UserTimeoutUnsupported: b.mptcp,
 		Source:                 BPF,
 	}
-	if mptcp {
+	if b.mptcp {
 		sk.Protocol = "mptcp"
 		sk.Keepalive.UserTimeoutMs = 0
 	}

@@ -117,8 +117,8 @@ func TestBPFFallbackWithoutCapabilities(t *testing.T) {
 	for _, c := range []struct {
 		name, drop, source, why string
 	}{
-		{"no CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN", "-bpf,-perfmon,-sys_admin", "getsockopt", "needs CAP_BPF and CAP_PERFMON"},
-		{"no CAP_PERFMON, CAP_SYS_ADMIN", "-perfmon,-sys_admin", "getsockopt", "needs CAP_PERFMON"},
+		{"no CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN", "-bpf,-perfmon,-sys_admin", "getsockopt", "BPF iterators not used: read sockets through BPF iterators: missing CAP_BPF, CAP_PERFMON"},
+		{"no CAP_PERFMON, CAP_SYS_ADMIN", "-perfmon,-sys_admin", "getsockopt", "BPF iterators not used: read sockets through BPF iterators: missing CAP_PERFMON:"},
 		{"no CAP_SYS_ADMIN", "-sys_admin", "bpf", "kadiag has CAP_BPF and CAP_PERFMON"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -382,24 +382,53 @@ func (r *TCPReader) Close() error {
 // thread that opens it, so it is opened inside ns through internal/netns.
 // An MPTCP socket appears once per subflow, with the MPTCP socket's inode.
 func (r *TCPReader) Read(ns vns.NsHandle, same bool) ([]TCPSocket, error) {
-	var (
-		out     []byte
-		sysSecs int
-	)
+	var out []TCPSocket
+	err := r.ReadEach(ns, same, func(s *TCPSocket) { out = append(out, *s) })
+	return out, err
+}
+
+// ReadEach is Read calling f for each socket as its record arrives, so
+// that a namespace of 100,000 sockets costs one 64 KiB buffer, not the
+// whole output and a slice of it decoded. f runs on the thread inside ns.
+func (r *TCPReader) ReadEach(ns vns.NsHandle, same bool, f func(*TCPSocket)) error {
 	run := func() error {
-		var err error
 		// HZ turns the kernel's jiffies into getsockopt's seconds; the
 		// namespace's sysctls give it (stored in jiffies, shown in seconds).
-		if sysSecs, err = keepaliveTimeSecs(); err != nil {
-			return err
-		}
-		f, err := r.link.Open()
+		sysSecs, err := keepaliveTimeSecs()
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		out, err = readAll(f)
-		return err
+		it, err := r.link.Open()
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		d := tcpDecoder{l: r.layout, sysSecs: sysSecs}
+		buf := make([]byte, 64<<10)
+		have := 0
+		for {
+			n, err := it.Read(buf[have:])
+			have += n
+			done := 0
+			for ; have-done >= tcpRecordSize; done += tcpRecordSize {
+				s, derr := d.record(buf[done : done+tcpRecordSize])
+				if derr != nil {
+					return derr
+				}
+				f(&s)
+			}
+			// A record split between two reads waits for its rest.
+			have = copy(buf, buf[done:have])
+			if err == io.EOF || (err == nil && n == 0) {
+				if have != 0 {
+					return fmt.Errorf("TCP iterator: output ends in %d bytes of a %d-byte record", have, tcpRecordSize)
+				}
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
 	}
 	var err error
 	if same {
@@ -410,12 +439,15 @@ func (r *TCPReader) Read(ns vns.NsHandle, same bool) ([]TCPSocket, error) {
 	if err != nil {
 		if errors.Is(err, unix.EPERM) && !same {
 			if cerr := need("enter a network namespace", unix.CAP_SYS_ADMIN); cerr != nil {
-				return nil, cerr
+				return cerr
 			}
 		}
-		return nil, fmt.Errorf("run the TCP iterator: %w", err)
+		if errors.Is(err, ErrUnsupported) {
+			return err
+		}
+		return fmt.Errorf("run the TCP iterator: %w", err)
 	}
-	return decodeTCP(out, r.layout, sysSecs)
+	return nil
 }
 
 // readAll reads an iterator's output in large reads: each read(2) runs
@@ -453,90 +485,89 @@ func keepaliveTimeSecs() (int, error) {
 	return v, nil
 }
 
-// decodeTCP decodes records; sysSecs is the namespace's tcp_keepalive_time
-// in seconds, which with the records' jiffies gives HZ.
-func decodeTCP(b []byte, l *tcpLayout, sysSecs int) ([]TCPSocket, error) {
-	if len(b)%tcpRecordSize != 0 {
-		return nil, fmt.Errorf("TCP iterator: %d bytes of output, not a multiple of %d", len(b), tcpRecordSize)
-	}
-	out := make([]TCPSocket, 0, len(b)/tcpRecordSize)
+// tcpDecoder decodes records; sysSecs is the namespace's
+// tcp_keepalive_time in seconds, which with the records' jiffies gives HZ.
+type tcpDecoder struct {
+	l       *tcpLayout
+	sysSecs int
+	hz      int
+}
+
+func (d *tcpDecoder) record(r []byte) (TCPSocket, error) {
 	le := binary.LittleEndian
-	hz := 0
-	for ; len(b) > 0; b = b[tcpRecordSize:] {
-		r := b[:tcpRecordSize]
-		if hz == 0 {
-			sys := int(le.Uint32(r[recSysTime:]))
-			if sys <= 0 || sys%sysSecs != 0 {
-				return nil, fmt.Errorf("%w: tcp_keepalive_time is %d jiffies and %d s: cannot tell HZ", ErrUnsupported, sys, sysSecs)
-			}
-			hz = sys / sysSecs
+	l := d.l
+	if d.hz == 0 {
+		sys := int(le.Uint32(r[recSysTime:]))
+		if sys <= 0 || sys%d.sysSecs != 0 {
+			return TCPSocket{}, fmt.Errorf("%w: tcp_keepalive_time is %d jiffies and %d s: cannot tell HZ", ErrUnsupported, sys, d.sysSecs)
 		}
-		s := TCPSocket{
-			Cookie:       le.Uint64(r[recCookie:]),
-			Inode:        le.Uint64(r[recInode:]),
-			Family:       le.Uint16(r[recFamily:]),
-			State:        r[recState],
-			UID:          le.Uint32(r[recUID:]),
-			Protocol:     int(le.Uint16(r[recProtocol:])),
-			V6Only:       l.v6only.extract(le.Uint64(r[recV6Only:])) != 0,
-			TimerRetrans: r[recRetransmits],
-		}
-		sport := le.Uint16(r[recSport:])
-		dport := binary.BigEndian.Uint16(r[recDport:])
-		if s.Family == unix.AF_INET6 {
-			s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recSaddr6:recSaddr6+16])), sport)
-			s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recDaddr6:recDaddr6+16])), dport)
-		} else {
-			s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recSaddr4:recSaddr4+4])), sport)
-			s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recDaddr4:recDaddr4+4])), dport)
-		}
-		// getsockopt: keepalive_time_when(tp) / HZ and friends.
-		or := func(v, sys uint32) uint32 {
-			if v == 0 {
-				return sys
-			}
-			return v
-		}
-		s.Keepalive = r[recKeepOpen] != 0
-		s.IdleS = int(or(le.Uint32(r[recKeepTime:]), le.Uint32(r[recSysTime:]))) / hz
-		s.IntervalS = int(or(le.Uint32(r[recKeepIntvl:]), le.Uint32(r[recSysIntvl:]))) / hz
-		s.Count = int(or(uint32(r[recKeepProbes]), uint32(r[recSysProbes])))
-		s.UserTimeoutMs = int(le.Uint32(r[recUserTimeout:]))
-		// inet_diag's choice of timer (inet_sk_diag_fill), its expiry
-		// (jiffies_delta_to_msecs) and queues (tcp_diag_get_info), and
-		// tcp_info's idle clocks (tcp_get_info), all from jiffies.
-		now := le.Uint64(r[recNow:])
-		ms := func(j uint64) uint32 { return uint32(j * 1000 / uint64(hz)) }
-		until := func(exp uint64) uint32 {
-			if d := int64(exp - now); d > 0 {
-				return ms(uint64(d))
-			}
-			return 0
-		}
-		switch r[recPending] {
-		case icskTimeRetrans, icskTimeReoTimeout, icskTimeLossProbe:
-			s.Timer, s.TimerExpiresMs = 1, until(le.Uint64(r[recRetransExp:]))
-		case icskTimeProbe0:
-			s.Timer, s.TimerRetrans, s.TimerExpiresMs = 4, r[recProbesOut], until(le.Uint64(r[recRetransExp:]))
-		default:
-			if r[recKeepTimer] != 0 {
-				s.Timer, s.TimerRetrans, s.TimerExpiresMs = 2, r[recProbesOut], until(le.Uint64(r[recKeepExp:]))
-			} else {
-				s.TimerRetrans = 0
-			}
-		}
-		if s.State == tcpListen {
-			s.RecvQ, s.SendQ = le.Uint32(r[recAckBacklog:]), le.Uint32(r[recMaxBacklog:])
-		} else {
-			now32 := uint32(now)
-			s.RecvQ = uint32(max(int32(le.Uint32(r[recRcvNxt:])-le.Uint32(r[recCopiedSeq:])), 0))
-			s.SendQ = le.Uint32(r[recWriteSeq:]) - le.Uint32(r[recSndUna:])
-			s.LastDataRecvMs = ms(uint64(now32 - le.Uint32(r[recLrcvtime:])))
-			s.LastAckRecvMs = ms(uint64(now32 - le.Uint32(r[recRcvTstamp:])))
-		}
-		out = append(out, s)
+		d.hz = sys / d.sysSecs
 	}
-	return out, nil
+	hz := d.hz
+	s := TCPSocket{
+		Cookie:       le.Uint64(r[recCookie:]),
+		Inode:        le.Uint64(r[recInode:]),
+		Family:       le.Uint16(r[recFamily:]),
+		State:        r[recState],
+		UID:          le.Uint32(r[recUID:]),
+		Protocol:     int(le.Uint16(r[recProtocol:])),
+		V6Only:       l.v6only.extract(le.Uint64(r[recV6Only:])) != 0,
+		TimerRetrans: r[recRetransmits],
+	}
+	sport := le.Uint16(r[recSport:])
+	dport := binary.BigEndian.Uint16(r[recDport:])
+	if s.Family == unix.AF_INET6 {
+		s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recSaddr6:recSaddr6+16])), sport)
+		s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[recDaddr6:recDaddr6+16])), dport)
+	} else {
+		s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recSaddr4:recSaddr4+4])), sport)
+		s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[recDaddr4:recDaddr4+4])), dport)
+	}
+	// getsockopt: keepalive_time_when(tp) / HZ and friends.
+	or := func(v, sys uint32) uint32 {
+		if v == 0 {
+			return sys
+		}
+		return v
+	}
+	s.Keepalive = r[recKeepOpen] != 0
+	s.IdleS = int(or(le.Uint32(r[recKeepTime:]), le.Uint32(r[recSysTime:]))) / hz
+	s.IntervalS = int(or(le.Uint32(r[recKeepIntvl:]), le.Uint32(r[recSysIntvl:]))) / hz
+	s.Count = int(or(uint32(r[recKeepProbes]), uint32(r[recSysProbes])))
+	s.UserTimeoutMs = int(le.Uint32(r[recUserTimeout:]))
+	// inet_diag's choice of timer (inet_sk_diag_fill), its expiry
+	// (jiffies_delta_to_msecs) and queues (tcp_diag_get_info), and
+	// tcp_info's idle clocks (tcp_get_info), all from jiffies.
+	now := le.Uint64(r[recNow:])
+	ms := func(j uint64) uint32 { return uint32(j * 1000 / uint64(hz)) }
+	until := func(exp uint64) uint32 {
+		if d := int64(exp - now); d > 0 {
+			return ms(uint64(d))
+		}
+		return 0
+	}
+	switch r[recPending] {
+	case icskTimeRetrans, icskTimeReoTimeout, icskTimeLossProbe:
+		s.Timer, s.TimerExpiresMs = 1, until(le.Uint64(r[recRetransExp:]))
+	case icskTimeProbe0:
+		s.Timer, s.TimerRetrans, s.TimerExpiresMs = 4, r[recProbesOut], until(le.Uint64(r[recRetransExp:]))
+	default:
+		if r[recKeepTimer] != 0 {
+			s.Timer, s.TimerRetrans, s.TimerExpiresMs = 2, r[recProbesOut], until(le.Uint64(r[recKeepExp:]))
+		} else {
+			s.TimerRetrans = 0
+		}
+	}
+	if s.State == tcpListen {
+		s.RecvQ, s.SendQ = le.Uint32(r[recAckBacklog:]), le.Uint32(r[recMaxBacklog:])
+	} else {
+		now32 := uint32(now)
+		s.RecvQ = uint32(max(int32(le.Uint32(r[recRcvNxt:])-le.Uint32(r[recCopiedSeq:])), 0))
+		s.SendQ = le.Uint32(r[recWriteSeq:]) - le.Uint32(r[recSndUna:])
+		s.LastDataRecvMs = ms(uint64(now32 - le.Uint32(r[recLrcvtime:])))
+		s.LastAckRecvMs = ms(uint64(now32 - le.Uint32(r[recRcvTstamp:])))
+	}
+	return s, nil
 }
 
 // tcpListen is TCP_LISTEN (include/net/tcp_states.h).

@@ -322,3 +322,46 @@ func TestTCPReaderEqualsInetDiag(t *testing.T) {
 		t.Errorf("the cases did not happen: %d sockets with 777 unread bytes, %d listeners with one pending connection, %d keepalive timers", unread, backlog, timers)
 	}
 }
+
+// TestTCPReaderManySockets: an output far larger than one read (records
+// split between reads) decodes to every socket exactly once.
+func TestTCPReaderManySockets(t *testing.T) {
+	n := testenv.NewNetns(t)
+	const pairs = 700 // 1,400 sockets of 160 bytes: about 3.4 reads of 64 KiB
+	want := map[uint64]bool{}
+	must(t, n.Do(func() error {
+		l := makeSocket(t, sockCase{family: unix.AF_INET, listen: true})
+		addr, err := unix.Getsockname(l)
+		must(t, err)
+		want[inode(t, l)] = true
+		for i := 0; i < pairs; i++ {
+			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			must(t, err)
+			closeFD(t, c)
+			must(t, unix.SetsockoptInt(c, unix.SOL_TCP, unix.TCP_KEEPIDLE, 1+i%300))
+			must(t, unix.Connect(c, addr))
+			a, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC)
+			must(t, err)
+			closeFD(t, a)
+			want[inode(t, c)], want[inode(t, a)] = true, true
+		}
+		return nil
+	}))
+	r, err := NewTCPReader()
+	must(t, err)
+	defer r.Close()
+	got, err := r.Read(n.Handle, false)
+	must(t, err)
+	seen := map[uint64]int{}
+	for _, s := range got {
+		seen[s.Inode]++
+	}
+	for ino := range want {
+		if seen[ino] != 1 {
+			t.Errorf("inode %d read %d times", ino, seen[ino])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d sockets read, %d in the namespace", len(got), len(want))
+	}
+}
