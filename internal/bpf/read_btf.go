@@ -157,12 +157,6 @@ func (fs *fields) scalar(structName string, path ...string) field {
 	return f
 }
 
-// add returns f moved by the offset of the struct it sits in.
-func (f field) add(base field) field {
-	f.off += base.off
-	return f
-}
-
 // loadTracing loads a tracing program (an iterator) through a collection
 // so that the attach-target lookup reuses btfCache instead of decoding the
 // kernel's BTF again for every load.
