@@ -3,6 +3,7 @@ package inspect
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/kadiag/kadiag/internal/bpf"
@@ -47,26 +48,26 @@ func (s *scan) openBPF(explicit bool) {
 		s.bpfWhy = "BPF reads turned off"
 		return
 	}
-	if err := bpf.ReadAvailable(); err != nil {
-		s.bpfWhy = err.Error()
+	r := loadReaders()
+	if r.availErr != nil {
+		s.bpfWhy = r.availErr.Error()
 		return
 	}
-	tcp, err := bpf.NewTCPReader()
-	if err != nil {
-		s.bpfFailed(err)
+	if r.tcpErr != nil {
+		s.bpfFailed(r.tcpErr)
 		return
 	}
-	s.bpf = &bpfPath{tcp: tcp}
+	s.bpf = &bpfPath{tcp: r.tcp}
 	for _, n := range s.nss {
-		n.tcp = tcp
+		n.tcp = r.tcp
 	}
 	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
-	fr, err := bpf.NewFilesReader()
-	if err != nil {
-		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
-		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
+	if r.filesErr != nil {
+		s.bpfWhy += "; descriptors listed from /proc: " + r.filesErr.Error()
+		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", r.filesErr)
 		return
 	}
+	fr := r.files
 	s.bpf.filesReader = fr
 	if explicit && len(s.procs) > 0 {
 		// A kernel before 6.1 cannot scope the walk to a process.
@@ -105,14 +106,45 @@ func (s *scan) bpfFailed(err error) {
 	s.notef("BPF iterators could not be used, keepalive values read with pidfd_getfd instead: %v", err)
 }
 
-// closeBPF unloads the programs and adds the --explain-source note.
-func (s *scan) closeBPF() {
-	if s.bpf != nil {
-		s.bpf.tcp.Close()
-		if s.bpf.filesReader != nil {
-			s.bpf.filesReader.Close()
-		}
+// readers are the two programs, loaded by the first scan that may and
+// kept for the life of the process: the exporter scans every interval, one
+// namespace at a time, and loading needs the kernel's BTF decoded (tens of
+// ms, ~12 MB), which is released once they are loaded. They are attached
+// to nothing but iterator links held by kadiag's own descriptors: they go
+// when kadiag exits, however it exits.
+var readers struct {
+	sync.Mutex
+	loaded bool
+	loadedReaders
+}
+
+type loadedReaders struct {
+	tcp                        *bpf.TCPReader
+	files                      *bpf.FilesReader
+	availErr, tcpErr, filesErr error
+}
+
+func loadReaders() loadedReaders {
+	readers.Lock()
+	defer readers.Unlock()
+	if readers.loaded {
+		return readers.loadedReaders
 	}
+	readers.loaded = true
+	r := &readers.loadedReaders
+	if r.availErr = bpf.ReadAvailable(); r.availErr != nil {
+		return *r
+	}
+	defer bpf.ReleaseBTF()
+	if r.tcp, r.tcpErr = bpf.NewTCPReader(); r.tcpErr != nil {
+		return *r
+	}
+	r.files, r.filesErr = bpf.NewFilesReader()
+	return *r
+}
+
+// closeBPF adds the --explain-source note (the programs stay loaded).
+func (s *scan) closeBPF() {
 	for _, n := range s.nss {
 		if n.err == nil && n.bpfErr != nil {
 			s.notef("namespace %s: BPF iterator failed, keepalive values read with pidfd_getfd instead: %v", n.id, n.bpfErr)
@@ -169,14 +201,7 @@ func (n *namespace) loadBPF(ns netns.NsHandle) bool {
 	n.sockets = map[uint64]diagEntry{}
 	err := n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {
 		n.sockets[s.Inode] = diagOf(s)
-		v := bpfSocket{
-			keepalive:   s.Keepalive,
-			idle:        int32(s.IdleS),
-			intvl:       int32(s.IntervalS),
-			count:       uint8(s.Count),
-			userTimeout: uint32(s.UserTimeoutMs),
-			mptcp:       s.Protocol == bpf.IPProtoMPTCP,
-		}
+		v := bpfValuesOf(s)
 		old, seen := n.bpfSockets[s.Inode]
 		switch {
 		case !seen:
@@ -193,6 +218,55 @@ func (n *namespace) loadBPF(ns netns.NsHandle) bool {
 		return false
 	}
 	return true
+}
+
+// rereadBPF walks a namespace again when one of its processes holds a
+// socket its walk did not return. The kernel resumes a walk split over
+// several reads by position in a hash bucket that other namespaces' sockets
+// share, so churn there can make a walk miss a socket (where an inet_diag
+// dump would say it was interrupted). Sockets the process holds in other
+// namespaces cost one walk more, and stay missing for foreign to find.
+func (s *scan) rereadBPF() {
+	if s.bpf == nil {
+		return
+	}
+	todo := map[*namespace]bool{}
+	for _, p := range s.procs {
+		n := p.ns
+		if n.bpfSockets == nil || todo[n] {
+			continue
+		}
+		for _, f := range p.fds {
+			if _, ok := n.sockets[f.inode]; !ok {
+				todo[n] = true
+				break
+			}
+		}
+	}
+	nss := make([]*namespace, 0, len(todo))
+	for n := range todo {
+		nss = append(nss, n)
+	}
+	parallel(len(nss), func(i int) { nss[i].rereadBPF() })
+}
+
+func (n *namespace) rereadBPF() {
+	ns := netns.None()
+	if !n.same {
+		h, err := openNetns(n.path)
+		if err != nil {
+			return // gone since: its processes are too
+		}
+		defer h.Close()
+		ns = h
+	}
+	n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {
+		if _, ok := n.sockets[s.Inode]; ok {
+			return
+		}
+		n.sockets[s.Inode] = diagOf(s)
+		n.bpfSockets[s.Inode] = bpfValuesOf(s)
+	})
 }
 
 // diagOf is what inet_diag would have answered for the socket.
@@ -229,6 +303,17 @@ type bpfSocket struct {
 	keepalive   bool
 	mptcp       bool
 	ambiguous   bool // MPTCP subflows with different values
+}
+
+func bpfValuesOf(s *bpf.TCPSocket) bpfSocket {
+	return bpfSocket{
+		keepalive:   s.Keepalive,
+		idle:        int32(s.IdleS),
+		intvl:       int32(s.IntervalS),
+		count:       uint8(s.Count),
+		userTimeout: uint32(s.UserTimeoutMs),
+		mptcp:       s.Protocol == bpf.IPProtoMPTCP,
+	}
 }
 
 func (b bpfSocket) values() bpfSocket {

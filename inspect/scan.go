@@ -255,6 +255,7 @@ func (s *scan) run(explicit bool) error {
 		}
 		p.fds, fdErrs[i] = socketFDs(p.PID, nil)
 	})
+	s.rereadBPF()
 	exited := 0
 	if testHookAfterListing != nil {
 		testHookAfterListing()

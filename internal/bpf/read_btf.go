@@ -162,10 +162,26 @@ func (fs *fields) scalar(structName string, path ...string) field {
 // kernel's BTF again for every load.
 func loadTracing(ps *ebpf.ProgramSpec, spec *btf.Spec) (*ebpf.Program, error) {
 	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{ps.Name: ps}},
-		ebpf.CollectionOptions{Cache: btfCache, Programs: ebpf.ProgramOptions{KernelTypes: spec}})
+		ebpf.CollectionOptions{Cache: sharedCache(), Programs: ebpf.ProgramOptions{KernelTypes: spec}})
 	if err != nil {
 		return nil, err
 	}
 	defer coll.Close()
 	return coll.DetachProgram(ps.Name), nil
+}
+
+// ReleaseBTF drops the decoded kernel BTF (about 12 MB of heap); the next
+// lookup or load decodes it again. A caller that keeps its programs loaded
+// calls it once they are.
+func ReleaseBTF() {
+	kernel.Lock()
+	defer kernel.Unlock()
+	kernel.path, kernel.spec = "", nil
+	btfCache = btf.NewCache()
+}
+
+func sharedCache() *btf.Cache {
+	kernel.Lock()
+	defer kernel.Unlock()
+	return btfCache
 }

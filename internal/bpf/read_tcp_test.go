@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
@@ -350,18 +351,32 @@ func TestTCPReaderManySockets(t *testing.T) {
 	r, err := NewTCPReader()
 	must(t, err)
 	defer r.Close()
-	got, err := r.Read(n.Handle, false)
-	must(t, err)
-	seen := map[uint64]int{}
-	for _, s := range got {
-		seen[s.Inode]++
-	}
-	for ino := range want {
-		if seen[ino] != 1 {
-			t.Errorf("inode %d read %d times", ino, seen[ino])
+	// The kernel resumes a walk split over several reads by its position
+	// in a hash bucket, which sockets of other namespaces share: churn
+	// there (other tests) can make one read miss or repeat a socket, as
+	// an inet_diag dump would be interrupted. A complete read must come
+	// within a few.
+	var bad []string
+	for try := 0; try < 3; try++ {
+		got, err := r.Read(n.Handle, false)
+		must(t, err)
+		seen := map[uint64]int{}
+		for _, s := range got {
+			seen[s.Inode]++
 		}
+		bad = bad[:0]
+		for ino := range want {
+			if seen[ino] != 1 {
+				bad = append(bad, fmt.Sprintf("inode %d read %d times", ino, seen[ino]))
+			}
+		}
+		if len(got) != len(want) {
+			bad = append(bad, fmt.Sprintf("%d sockets read, %d in the namespace", len(got), len(want)))
+		}
+		if len(bad) == 0 {
+			return
+		}
+		t.Logf("read %d: %v", try, bad)
 	}
-	if len(got) != len(want) {
-		t.Errorf("%d sockets read, %d in the namespace", len(got), len(want))
-	}
+	t.Errorf("no complete read in 3: %v", bad)
 }
