@@ -95,7 +95,8 @@ man: build
 	@echo "man pages in bin/man/man1 (MANPATH=$(CURDIR)/bin/man man kadiag)"
 
 ## preload: rebuild the committed LD_PRELOAD libraries (x86_64 glibc and musl,
-## aarch64 glibc) reproducibly; preload/preload_test.go fails when they are stale.
+## aarch64 glibc) reproducibly and records their hashes in lib/BINARIES.sha256;
+## preload/stale_test.go fails when they are stale or edited.
 ## Flags: no build-id, stripped, source paths mapped away, so the bytes depend
 ## only on the source and the compiler versions recorded in lib/TOOLCHAIN.
 PRELOAD_OUT     ?= preload/lib
@@ -117,3 +118,5 @@ preload:
 	@sha256sum $(PRELOAD_SRC) | sed 's| .*/| |' > $(PRELOAD_OUT)/SOURCES.sha256
 	@{ gcc --version | head -1; musl-gcc --version | head -1; aarch64-linux-gnu-gcc --version | head -1; } \
 		> $(PRELOAD_OUT)/TOOLCHAIN
+	@# The bytes themselves, so an edited ELF is caught whatever the compiler.
+	@cd $(PRELOAD_OUT) && sha256sum */libkadiag_keepalive.so > BINARIES.sha256

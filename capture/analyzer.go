@@ -29,16 +29,19 @@ type Options struct {
 // Analyzer follows TCP flows packet by packet. Feed it frames in capture
 // order, then call Result. It is not safe for concurrent use.
 type Analyzer struct {
-	opts    Options
-	dec     *decoder
-	flows   map[flowKey]*flow
-	done    []*flow // flows replaced by a new connection on the same ports
-	seg     segment
-	order   int
-	stats   Summary
-	first   int64
-	last    int64
-	badLink map[layers.LinkType]bool
+	opts  Options
+	dec   *decoder
+	flows flowTable
+	done  []*flow // flows replaced by a new connection on the same ports
+	// lastFlow is the previous segment's flow: comparing its endpoints is
+	// cheaper than a map lookup.
+	lastFlow *flow
+	seg      segment
+	order    int
+	stats    Summary
+	first    int64
+	last     int64
+	badLink  map[layers.LinkType]bool
 }
 
 // NewAnalyzer returns an empty analyzer.
@@ -46,7 +49,7 @@ func NewAnalyzer(opts Options) *Analyzer {
 	if opts.MaxIdle <= 0 {
 		opts.MaxIdle = middlebox.DefaultIdle
 	}
-	return &Analyzer{opts: opts, dec: newDecoder(), flows: map[flowKey]*flow{}, badLink: map[layers.LinkType]bool{}}
+	return &Analyzer{opts: opts, dec: newDecoder(), flows: newFlowTable(), badLink: map[layers.LinkType]bool{}}
 }
 
 // Feed analyses one captured frame of the given link type. data may be
@@ -80,37 +83,56 @@ func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo
 	}
 	a.stats.TCPPackets++
 	s.ts = ts
+	f, d := a.lastFlow, 0
+	switch {
+	case f != nil && s.src == f.ep[0] && s.dst == f.ep[1]:
+	case f != nil && s.src == f.ep[1] && s.dst == f.ep[0]:
+		d = 1
+	default:
+		f, d = a.lookup(s)
+	}
+	if s.flags&(flagSYN|flagACK) == flagSYN && (f.obs.closed || (f.isnSet[d] && f.isn[d] != s.seq)) {
+		// A new SYN on the ports of a finished connection, or with another
+		// initial sequence number, starts a new connection (Wireshark starts
+		// a new tcp.stream the same way).
+		a.done = append(a.done, f)
+		f, d = a.newFlow(s), 0
+	}
+	a.lastFlow = f
+	f.add(s, d)
+}
+
+// lookup finds (or starts) the flow of s and the direction s goes in it.
+// The previous segment's flow is checked before it (Feed): captures carry
+// runs of one flow's packets, a request, its answer, the ACK.
+func (a *Analyzer) lookup(s *segment) (*flow, int) {
 	key := flowKey{s.src, s.dst}
 	if s.dst.less(s.src) {
 		key = flowKey{s.dst, s.src}
 	}
-	f := a.flows[key]
-	if f != nil && s.flags&(flagSYN|flagACK) == flagSYN {
-		// A new SYN on the ports of a finished connection, or with another
-		// initial sequence number, starts a new connection (Wireshark starts
-		// a new tcp.stream the same way).
-		fd := f.dirIndex(s.src)
-		if f.closed || (f.dir[fd].baseSet && f.dir[fd].base != s.seq) {
-			a.done = append(a.done, f)
-			f = nil
-		}
-	}
+	f := a.flows.get(&key)
 	if f == nil {
-		f = newFlow(s.src, s.dst, a.order)
-		if a.opts.Timeline {
-			f.tl = &timeline{}
-		}
-		a.order++
-		a.flows[key] = f
+		return a.newFlow(s), 0
 	}
-	f.add(s, f.dirIndex(s.src))
+	if s.src == f.ep[0] {
+		return f, 0
+	}
+	return f, 1
 }
 
-func (f *flow) dirIndex(src endpoint) int {
-	if f.ep[0] == src {
-		return 0
+// newFlow starts the flow of s, whose sender is its direction 0.
+func (a *Analyzer) newFlow(s *segment) *flow {
+	f := newFlow(s.src, s.dst, a.order)
+	if a.opts.Timeline {
+		f.obs.tl = &timeline{}
 	}
-	return 1
+	a.order++
+	key := flowKey{s.src, s.dst}
+	if s.dst.less(s.src) {
+		key = flowKey{s.dst, s.src}
+	}
+	a.flows.put(&key, f)
+	return f
 }
 
 // Result reports every flow seen so far. end is when the capture ended
@@ -121,9 +143,7 @@ func (a *Analyzer) Result(end time.Time) *Result {
 		endNs = max(end.UnixNano(), a.last)
 	}
 	all := append([]*flow(nil), a.done...)
-	for _, f := range a.flows {
-		all = append(all, f)
-	}
+	a.flows.each(func(f *flow) { all = append(all, f) })
 	sort.Slice(all, func(i, j int) bool { return all[i].order < all[j].order })
 	maxIdle := a.opts.MaxIdle
 	r := &Result{

@@ -17,6 +17,7 @@ import (
 	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,9 +55,20 @@ type handle struct {
 // portRefresh is how often --pid looks for new sockets of the process.
 const portRefresh = 2 * time.Second
 
-// Live captures TCP inside a network namespace until ctx is done, then
-// reports every flow seen. Packets are analysed as they arrive, so memory
-// grows with flows, not with packets.
+// exitLinger is how long a capture of --pid goes on after the process
+// exited, for the packets its exit set off (FIN, RST, the peers' answers).
+const exitLinger = 500 * time.Millisecond
+
+// ErrTargetExited ends a live capture of --pid when the process exits: the
+// report covers the capture until then and says so in a note.
+var ErrTargetExited = errors.New("the captured process exited")
+
+// Live captures TCP inside a network namespace until ctx is done, a reader
+// fails or, with Pid, the process exits; then it reports every flow seen,
+// with a note saying why the capture stopped when it stopped on its own.
+// Packets are analysed as they arrive, so memory grows with flows, not
+// with packets. A reader's failure is returned (with the report) and named
+// in Result.ReadError; the process's exit is not an error.
 func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 	if lo.Snaplen <= 0 {
 		lo.Snaplen = 128
@@ -67,6 +79,17 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 	}
 	if path == "" {
 		return nil, errors.New("live capture needs --pid or --netns")
+	}
+	pidfd := -1
+	if lo.Pid > 0 {
+		// Opened before the namespace, so a pid reused meanwhile is caught
+		// by the namespace lookup failing, not watched by mistake.
+		fd, err := unix.PidfdOpen(lo.Pid, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace of %s: %w (is it running, and are you root?)", what, err)
+		}
+		pidfd = fd
+		defer unix.Close(pidfd)
 	}
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
@@ -108,27 +131,23 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 
 	a := NewAnalyzer(opts)
 	var (
-		mu      sync.Mutex
-		wg      sync.WaitGroup
-		readErr error
-		wErr    error
+		mu   sync.Mutex // a and the writer
+		wErr error
 	)
+	// The first of the readers, the exit watch or ctx to end stops all.
+	g, gctx := errgroup.WithContext(ctx)
 	for _, h := range handles {
-		wg.Add(1)
-		go func(h *handle) {
-			defer wg.Done()
-			for ctx.Err() == nil {
+		g.Go(func() error {
+			for gctx.Err() == nil {
 				data, ci, err := h.tp.ZeroCopyReadPacketData()
 				if err != nil {
 					if errors.Is(err, afpacket.ErrTimeout) || errors.Is(err, unix.EINTR) {
 						continue
 					}
-					if ctx.Err() == nil {
-						mu.Lock()
-						readErr = fmt.Errorf("read from %s: %w", h.name, err)
-						mu.Unlock()
+					if gctx.Err() != nil {
+						return nil
 					}
-					return
+					return &ReaderError{Iface: h.name, Err: readCause(ns, h.name, err)}
 				}
 				mu.Lock()
 				a.Feed(h.linkType, data, ci)
@@ -139,59 +158,48 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 				}
 				mu.Unlock()
 			}
-		}(h)
+			return nil
+		})
 	}
-	if lo.Pid > 0 {
+	var exited time.Time
+	if pidfd >= 0 {
+		g.Go(func() error {
+			if !waitExit(gctx, pidfd) {
+				return nil
+			}
+			exited = time.Now()
+			// The exit closes the process's sockets: their FINs and the
+			// peers' answers are still on the way.
+			select {
+			case <-gctx.Done():
+			case <-time.After(exitLinger):
+			}
+			return ErrTargetExited
+		})
 		// A process opens new connections while it is watched: follow its
 		// ports, keeping the old ones so flows already seen stay whole.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(portRefresh)
-			defer tick.Stop()
-			ports := opts.Ports
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-				now, err := processPorts(lo.Pid)
-				if err != nil {
-					continue // gone or between sockets: keep the last filter
-				}
-				grown := false
-				for p := range now {
-					if !ports[p] {
-						grown = true
-					}
-				}
-				if !grown {
-					continue
-				}
-				next := maps.Clone(ports)
-				maps.Copy(next, now)
-				ports = next
-				for _, h := range handles {
-					if prog, err := tcpFilter(h.netOff, ports, uint32(lo.Snaplen), h.loopback); err == nil {
-						h.tp.SetBPF(prog)
-					}
-				}
+		g.Go(func() error {
+			followPorts(gctx, lo, handles, opts.Ports, func(ports map[uint16]bool) {
 				mu.Lock()
 				a.opts.Ports = ports
 				mu.Unlock()
-			}
-		}()
+			})
+			return nil
+		})
 	}
-	<-ctx.Done()
-	wg.Wait()
+	stopErr := g.Wait()
 	end := time.Now()
 	closeAll()
 
 	res := a.Result(end)
 	res.Source = what
-	if readErr != nil {
+	var readErr *ReaderError
+	switch {
+	case errors.Is(stopErr, ErrTargetExited):
+		res.Notes = append(res.Notes, fmt.Sprintf("the capture stopped on its own: pid %d exited at %s", lo.Pid, exited.UTC().Format(time.RFC3339Nano)))
+	case errors.As(stopErr, &readErr):
 		res.ReadError = readErr.Error()
+		res.Notes = append(res.Notes, "the capture stopped on its own: "+readErr.Error()+"; the report covers the packets until then")
 		return res, readErr
 	}
 	if ng != nil {
@@ -206,6 +214,92 @@ func Live(ctx context.Context, lo LiveOptions, opts Options) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// ReaderError is a capture socket that failed: the live capture stopped.
+type ReaderError struct {
+	Iface string
+	Err   error
+}
+
+func (e *ReaderError) Error() string { return fmt.Sprintf("read from %s: %v", e.Iface, e.Err) }
+func (e *ReaderError) Unwrap() error { return e.Err }
+
+// ErrInterfaceGone is the cause of a ReaderError whose interface was removed
+// or went down during the capture.
+var ErrInterfaceGone = errors.New("the interface was removed or went down")
+
+// readCause names why a capture socket failed: the kernel flags the socket
+// with ENETDOWN (afpacket reports a bare poll error) when its interface is
+// removed or goes down.
+func readCause(ns netns.NsHandle, iface string, err error) error {
+	if !errors.Is(err, afpacket.ErrPoll) {
+		return err
+	}
+	var up bool
+	lerr := knetns.Do(ns, func() error {
+		l, err := netlink.LinkByName(iface)
+		if err == nil {
+			up = l.Attrs().Flags&net.FlagUp != 0
+		}
+		return err
+	})
+	if lerr != nil || !up {
+		return ErrInterfaceGone
+	}
+	return err
+}
+
+// waitExit reports whether the process behind pidfd exited before ctx ended;
+// a pidfd becomes readable when its process exits.
+func waitExit(ctx context.Context, pidfd int) bool {
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 100)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false // cannot watch: the capture runs until ctx ends
+		}
+		if n > 0 && fds[0].Revents != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// followPorts widens the capture to the process's new ports every
+// portRefresh until ctx ends; set hands the grown set to the analyzer.
+func followPorts(ctx context.Context, lo LiveOptions, handles []*handle, ports map[uint16]bool, set func(map[uint16]bool)) {
+	tick := time.NewTicker(portRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now, err := processPorts(lo.Pid)
+		if err != nil {
+			continue // gone or between sockets: keep the last filter
+		}
+		grown := false
+		for p := range now {
+			if !ports[p] {
+				grown = true
+			}
+		}
+		if !grown {
+			continue
+		}
+		next := maps.Clone(ports)
+		maps.Copy(next, now)
+		ports = next
+		for _, h := range handles {
+			if prog, err := tcpFilter(h.netOff, ports, uint32(lo.Snaplen), h.loopback); err == nil {
+				h.tp.SetBPF(prog)
+			}
+		}
+		set(ports)
+	}
 }
 
 // openHandles opens one AF_PACKET socket per interface inside ns. Sockets

@@ -1,7 +1,12 @@
 package capture
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,5 +127,102 @@ func TestLabScenarios(t *testing.T) {
 	}
 	if res.Summary.AtRisk != 2 {
 		t.Errorf("at risk: %d, want 2 (no keepalive, lost probes)", res.Summary.AtRisk)
+	}
+}
+
+// TestLiveStopsWhenTargetExits: a live capture of a real process ends by
+// itself when the process exits, with its flows and a note, long before the
+// caller's deadline.
+func TestLiveStopsWhenTargetExits(t *testing.T) {
+	testenv.Privileged(t)
+	testenv.Need(t, "nsenter", "python3")
+	client, server := testenv.NewNetns(t), testenv.NewNetns(t)
+	link := testenv.Connect(t, client, server, 63)
+	ln, err := listen(server, link.B4, 8090, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	// On SIGUSR1 it says goodbye and exits.
+	script := fmt.Sprintf(`
+import os, signal, socket, sys
+c = socket.create_connection(("%s", 8090))
+c.sendall(b"hello")
+def bye(*_):
+    c.sendall(b"bye")
+    c.close()
+    os._exit(0)
+signal.signal(signal.SIGUSR1, bye)
+print("ready", flush=True)
+sys.stdin.read()
+`, link.B4)
+	cmd := client.Command("python3", "-c", script)
+	testenv.StartReady(t, cmd)
+	pid := cmd.Process.Pid
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := Live(ctx, LiveOptions{Pid: pid, Ready: func() { syscall.Kill(pid, syscall.SIGUSR1) }}, Options{})
+	if ctx.Err() != nil {
+		t.Fatalf("the capture ran until the caller's deadline, although pid %d exited", pid)
+	}
+	if err != nil {
+		t.Fatalf("a process's exit is not an error: %v", err)
+	}
+	note := strings.Join(res.Notes, "; ")
+	if !strings.Contains(note, fmt.Sprintf("the capture stopped on its own: pid %d exited at ", pid)) || res.ReadError != "" {
+		t.Errorf("notes %q, read error %q", note, res.ReadError)
+	}
+	if len(res.Flows) != 1 || res.Flows[0].Server != link.B4+":8090" || res.Flows[0].Packets < 2 {
+		t.Errorf("flows %+v: want the goodbye of the connection to %s:8090", res.Flows, link.B4)
+	}
+}
+
+// TestLiveStopsWhenInterfaceGoes: deleting the captured veth fails its
+// reader, and the capture ends at once with what it saw, the error and a
+// note, also when other interfaces are still being read.
+func TestLiveStopsWhenInterfaceGoes(t *testing.T) {
+	testenv.Privileged(t)
+	for _, iface := range []bool{true, false} {
+		t.Run(fmt.Sprintf("iface=%v", iface), func(t *testing.T) {
+			client, server := testenv.NewNetns(t), testenv.NewNetns(t)
+			link := testenv.Connect(t, client, server, 64)
+			lo := LiveOptions{Netns: client.Path}
+			if iface {
+				lo.Iface = link.AName
+			}
+			h := client.Netlink(t)
+			lo.Ready = func() {
+				l, err := h.LinkByName(link.AName)
+				if err == nil {
+					err = h.LinkDel(l)
+				}
+				if err != nil {
+					t.Errorf("delete %s: %v", link.AName, err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			res, err := Live(ctx, lo, Options{})
+			if ctx.Err() != nil {
+				t.Fatal("the capture ran until the caller's deadline, although its interface was deleted")
+			}
+			var re *ReaderError
+			if !errors.As(err, &re) || re.Iface != link.AName || !errors.Is(err, ErrInterfaceGone) {
+				t.Fatalf("error %v, want a ReaderError on %s: %v", err, link.AName, ErrInterfaceGone)
+			}
+			if res == nil || res.ReadError != err.Error() || !strings.Contains(strings.Join(res.Notes, "; "), "the capture stopped on its own: read from "+link.AName) {
+				t.Errorf("report %+v", res)
+			}
+		})
 	}
 }

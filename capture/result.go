@@ -145,49 +145,50 @@ func (f *flow) report(endNs int64, opts Options) Flow {
 		}
 	}
 	server := 1 - client
+	o := &f.obs
 	out := Flow{
 		Client:                 f.ep[client].String(),
 		Server:                 f.ep[server].String(),
 		Orientation:            orient,
-		Packets:                f.packets,
-		Bytes:                  f.bytes,
-		Probes:                 f.dir[0].probes + f.dir[1].probes,
-		ProbeAcks:              f.probeAcks,
-		ClientProbes:           f.dir[client].probes,
-		ServerProbes:           f.dir[server].probes,
-		RSTs:                   f.rsts,
-		UnansweredProbes:       f.unanswered,
+		Packets:                o.packets,
+		Bytes:                  o.bytes,
+		Probes:                 o.dir[0].probes + o.dir[1].probes,
+		ProbeAcks:              o.probeAcks,
+		ClientProbes:           o.dir[client].probes,
+		ServerProbes:           o.dir[server].probes,
+		RSTs:                   o.rsts,
+		UnansweredProbes:       o.unanswered,
 		ZeroWindowProbes:       f.zeroWindowProbes,
 		WiresharkKeepAlives:    f.wiresharkKeepAlives,
 		WiresharkKeepAliveAcks: f.wiresharkKeepAliveAcks,
 		Retransmissions:        f.retransmissions,
-		Closed:                 f.closed,
-		Start:                  time.Unix(0, f.first).UTC(),
-		Events:                 f.timelineEvents(client),
-		End:                    time.Unix(0, f.last).UTC(),
+		Closed:                 o.closed,
+		Start:                  time.Unix(0, o.first).UTC(),
+		Events:                 o.timelineEvents(client),
+		End:                    time.Unix(0, o.last).UTC(),
 	}
 	// A probe still waiting at the end of the capture counts as unanswered
 	// only when its peer had time to answer; the last probe of a capture
 	// that ends right after it is not evidence of loss.
-	for d := range f.dir {
-		if f.dir[d].pending && endNs-f.dir[d].lastProbe >= int64(time.Second) {
+	for d := range o.dir {
+		if o.dir[d].pending && endNs-o.dir[d].lastProbe >= int64(time.Second) {
 			out.UnansweredProbes++
 		}
 	}
-	if f.intervals.n > 0 {
+	if o.intervals.n > 0 {
 		out.ProbeIntervalS = Interval{
-			Min:    seconds(int64(f.intervals.min)),
-			Median: seconds(int64(f.intervals.median())),
-			Max:    seconds(int64(f.intervals.max)),
-			Count:  f.intervals.n,
+			Min:    seconds(int64(o.intervals.min)),
+			Median: seconds(int64(o.intervals.median())),
+			Max:    seconds(int64(o.intervals.max)),
+			Count:  o.intervals.n,
 		}
 	}
-	if f.firstProbeIdle >= 0 {
-		out.IdleBeforeProbeS = seconds(f.firstProbeIdle)
+	if o.firstProbeIdle >= 0 {
+		out.IdleBeforeProbeS = seconds(o.firstProbeIdle)
 	}
-	maxGap := f.maxGap
-	if !f.closed && endNs > f.last {
-		trailing := endNs - f.last
+	maxGap := o.maxGap
+	if !o.closed && endNs > o.last {
+		trailing := endNs - o.last
 		out.TrailingIdleS = seconds(trailing)
 		maxGap = max(maxGap, trailing)
 	}

@@ -42,28 +42,28 @@ type rawEvent struct {
 // markSegment records what a segment of direction d was: an answer to a
 // probe, data, a bare ACK, SYN, FIN, RST. Probes are recorded where they are
 // recognised (recordProbe), possibly after the fact.
-func (f *flow) markSegment(s *segment, d int, probeLike, probeAck bool) {
+func (o *observer) markSegment(s *segment, d int, probeLike, probeAck bool) {
 	switch {
 	case probeAck:
-		f.mark(EventProbeAck, s.ts, d)
+		o.mark(EventProbeAck, s.ts, d)
 	case s.seglen > 0 && !probeLike:
-		f.mark(EventData, s.ts, d)
+		o.mark(EventData, s.ts, d)
 	case s.seglen == 0 && !probeLike && s.flags&(flagSYN|flagFIN|flagRST) == 0:
-		f.mark(EventACK, s.ts, d)
+		o.mark(EventACK, s.ts, d)
 	}
 	switch {
 	case s.flags&flagSYN != 0:
-		f.mark(EventSYN, s.ts, d)
+		o.mark(EventSYN, s.ts, d)
 	case s.flags&flagFIN != 0:
-		f.mark(EventFIN, s.ts, d)
+		o.mark(EventFIN, s.ts, d)
 	case s.flags&flagRST != 0:
-		f.mark(EventRST, s.ts, d)
+		o.mark(EventRST, s.ts, d)
 	}
 }
 
 // mark records an event of direction d at ts.
-func (f *flow) mark(kind string, ts int64, d int) {
-	tl := f.tl
+func (o *observer) mark(kind string, ts int64, d int) {
+	tl := o.tl
 	if len(tl.events) >= maxEvents {
 		return
 	}
@@ -76,12 +76,12 @@ func (f *flow) mark(kind string, ts int64, d int) {
 }
 
 // timelineEvents converts the recorded events once the client is known.
-func (f *flow) timelineEvents(client int) []TimelineEvent {
-	if f.tl == nil || len(f.tl.events) == 0 {
+func (o *observer) timelineEvents(client int) []TimelineEvent {
+	if o.tl == nil || len(o.tl.events) == 0 {
 		return nil
 	}
-	out := make([]TimelineEvent, len(f.tl.events))
-	for i, e := range f.tl.events {
+	out := make([]TimelineEvent, len(o.tl.events))
+	for i, e := range o.tl.events {
 		out[i] = TimelineEvent{At: time.Unix(0, e.ts).UTC(), Kind: e.kind, FromClient: int(e.dir) == client}
 	}
 	return out

@@ -34,6 +34,10 @@ type Options struct {
 	// Container names the application container in the Kubernetes patch;
 	// zero means "app".
 	Container string
+	// Scan reads the process's sockets, once per diagnosis: the socket rows
+	// and the preload verdict rest on the same reading. Nil means
+	// inspect.ScanPIDs; tests wrap it to count or to act between readings.
+	Scan func(pids []int, o inspect.Options) (*inspect.Report, error)
 }
 
 // Result is the diagnosis of one process. Its JSON is kadiag.doctor/v1.
@@ -107,20 +111,24 @@ func Diagnose(pid int, o Options) (*Result, error) {
 	if pid <= 0 {
 		return nil, kproc.Errorf(pid, "%w (pids are positive)", ErrNoProcess)
 	}
-	check, err := preload.Check(pid)
+	if o.Scan == nil {
+		o.Scan = inspect.ScanPIDs
+	}
+	rep, err := o.Scan([]int{pid}, inspect.Options{MaxIdle: o.MaxIdle})
 	if err != nil {
 		return nil, err
 	}
-	rep, err := inspect.ScanPIDs([]int{pid}, inspect.Options{MaxIdle: o.MaxIdle})
-	if err != nil {
-		return nil, err
-	}
-	r := &Result{Schema: Schema, PID: pid, Comm: check.Comm, MaxIdleS: int(o.MaxIdle / time.Second),
+	r := &Result{Schema: Schema, PID: pid, MaxIdleS: int(o.MaxIdle / time.Second),
 		Sockets: []inspect.Socket{}, Summary: rep.Summary, Problems: []string{}, Fixes: []Fix{}, Notes: rep.Notes}
 	for _, p := range rep.Processes {
 		r.Netns, r.Sysctl = p.Netns, p.Sysctl
 		r.Sockets = append(r.Sockets, p.Sockets...)
 	}
+	check, err := preload.CheckSockets(pid, preload.SocketsOf(inspect.Process{Sockets: r.Sockets}))
+	if err != nil {
+		return nil, err
+	}
+	r.Comm = check.Comm
 	r.Runtime = detectRuntime(pid, check.Binary)
 	r.Container = detectContainer(pid)
 	r.Preload = Preload{Requested: check.Library.Preload != "" && containsLibrary(check.Library.Preload),

@@ -75,3 +75,23 @@ func FuzzLookup(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHop: a hop spec gives a hop with a positive idle and a known
+// behaviour, or one line wrapping ErrBadHop; never a panic.
+func FuzzParseHop(f *testing.F) {
+	for _, s := range []string{"aws-nat", "idle=8s,after=heal", "idle=4s,after=drop,nat=no", "aws-nlb,idle=60s", "", ",", "=", "idle=", "a=b=c", "idle=5s,,", "aws-nat,aws-nlb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := ParseHop(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadHop) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("ParseHop(%q): error %q: want one line wrapping ErrBadHop", s, err)
+			}
+			return
+		}
+		if h.Idle <= 0 || (h.After != Reset && h.After != Drop && h.After != Heal) || h.Name == "" {
+			t.Fatalf("ParseHop(%q) = %+v", s, h)
+		}
+	})
+}

@@ -78,6 +78,20 @@ type CheckResult struct {
 // them. Reading sockets and another user's environment needs root or
 // CAP_SYS_PTRACE.
 func Check(pid int) (*CheckResult, error) {
+	return check(pid, nil)
+}
+
+// CheckSockets is Check on sockets the caller read (SocketsOf), so the
+// verdict and the caller's own report rest on one reading of them.
+func CheckSockets(pid int, socks []Socket) (*CheckResult, error) {
+	if socks == nil {
+		socks = []Socket{}
+	}
+	return check(pid, socks)
+}
+
+// check reads the sockets itself when socks is nil.
+func check(pid int, socks []Socket) (*CheckResult, error) {
 	proc := fmt.Sprintf("/proc/%d", pid)
 	if _, err := os.Stat(proc); err != nil {
 		return nil, kproc.Errorf(pid, "%w", ErrNoProcess)
@@ -110,9 +124,10 @@ func Check(pid int) (*CheckResult, error) {
 	if libPath != "" {
 		r.Library.Libc = libcOfLibrary(filepath.Join(proc, "root", libPath))
 	}
-	socks, err := TCPSockets(pid)
-	if err != nil {
-		return nil, err
+	if socks == nil {
+		if socks, err = TCPSockets(pid); err != nil {
+			return nil, err
+		}
 	}
 	for _, s := range socks {
 		r.Sockets = append(r.Sockets, judge(s, r.Config))

@@ -102,9 +102,12 @@ func Library(t Target) ([]byte, error) {
 }
 
 // Extract writes the library for t into dir as libkadiag_keepalive.so and
-// returns its absolute path. The write is atomic (a temporary file in dir,
-// fsync, rename over the final name), the file is mode 0755, and a symlink
-// at the final name is replaced, never followed.
+// returns its absolute path. A missing dir is created, parents too, with
+// mode 0755 as `install -d` makes it, so the library is readable by the
+// application's user whatever the umask; an existing one is left as it is.
+// The write is atomic (a temporary file in dir, fsync, rename over the final
+// name), the file is mode 0755, and a symlink at the final name is replaced,
+// never followed.
 func Extract(dir string, t Target) (string, error) {
 	data, err := Library(t)
 	if err != nil {
@@ -114,15 +117,8 @@ func Extract(dir string, t Target) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("extract: %w", err)
 	}
-	fi, err := os.Stat(abs)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("extract: directory %s does not exist (create it first)", abs)
-		}
+	if err := mkdirAll(abs); err != nil {
 		return "", fmt.Errorf("extract: %w", err)
-	}
-	if !fi.IsDir() {
-		return "", fmt.Errorf("extract: %s is not a directory", abs)
 	}
 	final := filepath.Join(abs, LibraryName)
 	// ld.so needs the library readable by the application's user, and
@@ -136,4 +132,31 @@ func Extract(dir string, t Target) (string, error) {
 		return "", fmt.Errorf("extract: %w", err)
 	}
 	return final, nil
+}
+
+// mkdirAll creates dir and its missing parents with mode 0755, not narrowed
+// by the umask: ld.so opens the library as the application's user.
+func mkdirAll(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // made meanwhile by someone else: theirs to set
+		}
+		return err
+	}
+	return os.Chmod(dir, 0o755)
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -51,9 +53,6 @@ func TestExtract(t *testing.T) {
 			t.Errorf("%s: %s mode %v, %d bytes", target, p, fi.Mode(), len(got))
 		}
 	}
-	if _, err := Extract(filepath.Join(dir, "missing"), Targets[0]); err == nil {
-		t.Error("Extract into a missing directory succeeded")
-	}
 	file := filepath.Join(dir, LibraryName)
 	if _, err := Extract(file, Targets[0]); err == nil {
 		t.Error("Extract into a file succeeded")
@@ -64,6 +63,9 @@ func TestExtract(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if _, err := Extract(ro, Targets[0]); err == nil {
 			t.Error("Extract into a read-only directory succeeded")
+		}
+		if _, err := Extract(filepath.Join(ro, "sub"), Targets[0]); !errors.Is(err, os.ErrPermission) {
+			t.Errorf("Extract into a new directory below a read-only one: %v, want permission denied", err)
 		}
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
@@ -97,5 +99,43 @@ func TestParseDuration(t *testing.T) {
 		if (err != nil) != tt.err || got != tt.want {
 			t.Errorf("ParseDuration(%q, %v) = %v, %v", tt.in, tt.allowMS, got, err)
 		}
+	}
+}
+
+// TestExtractMakesDir: a missing directory is made with its parents, mode
+// 0755 even under a umask of 077 (as install -d does); an existing one
+// keeps its mode; a file in the way is refused.
+func TestExtractMakesDir(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	tgt, err := Resolve(Glibc, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	os.Chmod(root, 0o700)
+	path, err := Extract(filepath.Join(root, "usr/local/lib/kadiag"), tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path != filepath.Join(root, "usr/local/lib/kadiag", LibraryName) {
+		t.Errorf("path %s", path)
+	}
+	for _, d := range []string{"usr", "usr/local", "usr/local/lib", "usr/local/lib/kadiag", "usr/local/lib/kadiag/" + LibraryName} {
+		fi, err := os.Stat(filepath.Join(root, d))
+		if err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v, mode %v; want 0755", d, err, fi.Mode())
+		}
+	}
+	if fi, _ := os.Stat(root); fi.Mode().Perm() != 0o700 {
+		t.Errorf("the existing directory's mode changed to %v", fi.Mode())
+	}
+	file := filepath.Join(root, "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := Extract(file, tgt); err == nil || !strings.Contains(err.Error(), file+" is not a directory") {
+		t.Errorf("extract into a file: %v", err)
+	}
+	if _, err := Extract(filepath.Join(file, "sub"), tgt); err == nil {
+		t.Error("extract below a file succeeded")
 	}
 }

@@ -36,6 +36,12 @@ func TCPSockets(pid int) ([]Socket, error) {
 	if err != nil {
 		return nil, err
 	}
+	return SocketsOf(p), nil
+}
+
+// SocketsOf converts sockets the inspect package already read, so a caller
+// that scanned a process once (doctor) judges the library on that same scan.
+func SocketsOf(p inspect.Process) []Socket {
 	out := make([]Socket, 0, len(p.Sockets))
 	for _, s := range p.Sockets {
 		k := s.Keepalive
@@ -55,5 +61,5 @@ func TCPSockets(pid int) ([]Socket, error) {
 			Source:        string(k.Source),
 		})
 	}
-	return out, nil
+	return out
 }

@@ -13,6 +13,25 @@ import (
 	"github.com/kadiag/kadiag/internal/testenv"
 )
 
+// TestCommittedBinariesRecorded: the embedded libraries are, byte for byte,
+// the ones 'make preload' built (lib/BINARIES.sha256). A rebuild can only be
+// compared on the recorded compilers; this check holds on any machine.
+func TestCommittedBinariesRecorded(t *testing.T) {
+	record, err := os.ReadFile("lib/BINARIES.sha256")
+	if err != nil {
+		t.Fatalf("%v: run 'make preload' and commit preload/lib", err)
+	}
+	files := map[string][]byte{}
+	for _, target := range Targets {
+		if files[target.String()+"/"+LibraryName], err = Library(target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testenv.CheckSHA256Sums(record, files); err != nil {
+		t.Errorf("preload/lib differs from what 'make preload' recorded: %v; run 'make preload' and commit preload/lib", err)
+	}
+}
+
 // TestCommittedLibrariesFresh rebuilds the libraries from source with the
 // same recipe (make preload into a temporary directory) and compares bytes
 // with the committed, embedded ones.

@@ -199,8 +199,9 @@ func (l *Lab) wire() error {
 		handles[i] = h
 	}
 	n := len(l.hops)
-	// Namespace i's interface toward the server and namespace i+1's toward
-	// the client are the two ends of link i.
+	// Namespaces are numbered client 0, hops 1..n, server n+1. Link i joins
+	// namespace i (its left end: leftIf, toward the server) and namespace
+	// i+1 (its right end: rightIf, toward the client).
 	leftIf := func(i int) string { // in namespace i
 		if i == 0 {
 			return clientLinkIf

@@ -72,8 +72,8 @@ func Run(parent context.Context, cfg Config) (*Result, error) {
 			real = append(real, err)
 		}
 	}
-	if err := parent.Err(); err != nil {
-		return nil, fmt.Errorf("interrupted: the labs are torn down: %w", err)
+	if parent.Err() != nil {
+		return nil, &interruptedError{context.Cause(parent)}
 	}
 	if err := errors.Join(real...); err != nil {
 		return nil, err
@@ -176,3 +176,11 @@ func pcapInterfaces(runs []labRun, evs []labEvidence) ([]string, [][]capturedPac
 	}
 	return names, links
 }
+
+// interruptedError is the run's error after Ctrl-C or SIGTERM; it wraps the
+// context's error, so errors.Is(err, context.Canceled) holds.
+type interruptedError struct{ cause error }
+
+func (e *interruptedError) Error() string { return "interrupted: the labs are torn down" }
+
+func (e *interruptedError) Unwrap() error { return e.cause }

@@ -43,7 +43,9 @@ Offline it reads pcap (micro- and nanosecond) and pcapng files, gzip too, with
 Ethernet (802.1Q), Linux cooked SLL/SLL2 (tcpdump -i any), raw IP and BSD
 loopback frames. Live it captures with AF_PACKET inside the network namespace
 of a process (--pid, only that process's ports) or of a namespace (--netns)
-until Ctrl-C or --duration, optionally saving a pcapng (--write).
+until Ctrl-C or --duration, optionally saving a pcapng (--write); it stops on
+its own, with the report and a note, when the --pid process exits or an
+interface it reads fails.
 
 A flow is at-risk when its longest silence reaches --max-idle or a probe went
 unanswered. Exit codes: 0 every flow ok, 1 a flow at risk or an assertion
@@ -130,6 +132,9 @@ func runCapture(cmd *cobra.Command, fl captureFlags) error {
 	stopProgress := startProgress(cmd, expected, func(time.Duration) string {
 		if expected > 0 {
 			return "capturing; the report follows when the time is up (Ctrl-C ends it early)"
+		}
+		if fl.pid > 0 {
+			return "capturing; Ctrl-C or the process's exit ends the capture and prints the report"
 		}
 		return "capturing; Ctrl-C ends the capture and prints the report"
 	})

@@ -198,3 +198,56 @@ func TestDoctorErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorExtractCommandRuns runs, exactly as printed, the extract command
+// doctor prescribes and the one the help shows, on a machine without
+// /usr/local/lib/kadiag (a private mount namespace with an empty tmpfs on
+// /usr/local): both create the directory, mode 0755, and write the library.
+func TestDoctorExtractCommandRuns(t *testing.T) {
+	l := newSockLab(t, 75)
+	testenv.Need(t, "unshare", "sh")
+	pid, _ := startReady(t, l.client.Command(python3(t), "testdata/keepalive_client.py", l.link.A4, "8080"))
+	r, table, _ := doctorRun(t, pid)
+	var prescribed string
+	for _, f := range r.Fixes {
+		for _, line := range strings.Split(f.Text, "\n") {
+			if strings.HasPrefix(line, "kadiag preload extract ") && prescribed == "" {
+				prescribed = line
+			}
+		}
+	}
+	if !strings.Contains(prescribed, " --dir /usr/local/lib/kadiag ") {
+		t.Fatalf("doctor prescribes %q, want an extract into /usr/local/lib/kadiag\n%s", prescribed, table)
+	}
+	help, _, _ := runKadiag(t, "preload", "extract", "--help")
+	var example string
+	for _, line := range strings.Split(help, "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "kadiag preload extract --dir /usr/local/lib/kadiag") {
+			example = line
+			break
+		}
+	}
+	if example == "" {
+		t.Fatalf("the help shows no extract into /usr/local/lib/kadiag:\n%s", help)
+	}
+	bin := buildKadiag(t)
+	for what, command := range map[string]string{"doctor's fix": prescribed, "help example": example} {
+		t.Run(what, func(t *testing.T) {
+			// kadiag is a function in the shell, so the line runs verbatim.
+			script := `set -e
+mount -t tmpfs kadiag-test /usr/local
+test ! -e /usr/local/lib
+kadiag() { "$KADIAG" "$@"; }
+` + command + `
+stat -c '%a %n' /usr/local/lib /usr/local/lib/kadiag /usr/local/lib/kadiag/` + preload.LibraryName
+			cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+			cmd.Env = append(os.Environ(), "KADIAG="+bin)
+			out, err := cmd.CombinedOutput()
+			want := "/usr/local/lib/kadiag/" + preload.LibraryName + "\n" +
+				"755 /usr/local/lib\n755 /usr/local/lib/kadiag\n755 /usr/local/lib/kadiag/" + preload.LibraryName + "\n"
+			if err != nil || string(out) != want {
+				t.Errorf("%s\n%s: %v\n%s\nwant\n%s", command, script, err, out, want)
+			}
+		})
+	}
+}

@@ -222,12 +222,18 @@ func TestFixCapabilities(t *testing.T) {
 
 // TestFixHold: the DaemonSet's way. As nobody with only CAP_BPF and
 // CAP_NET_ADMIN, kadiag fix --hold keeps the policy while it runs; SIGTERM
-// detaches it and kadiag exits 0.
+// detaches it and kadiag exits 0; after SIGKILL nothing is left either.
 func TestFixHold(t *testing.T) {
 	l := newSockLab(t, 96)
 	testenv.Need(t, "setpriv")
 	bin := nobodyKadiag(t)
 	dir := bpftest.Cgroup(t)
+	holdFor(t, l, bin, dir, syscall.SIGTERM)
+	holdFor(t, l, bin, dir, syscall.SIGKILL)
+}
+
+func holdFor(t *testing.T, l *sockLab, bin, dir string, sig syscall.Signal) {
+	t.Helper()
 	set := "-all,+bpf,+net_admin"
 	k := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps="+set, "--ambient-caps="+set, "--bounding-set="+set,
 		bin, "fix", "--cgroup", dir, "--hold")
@@ -267,13 +273,13 @@ func TestFixHold(t *testing.T) {
 	if _, s := startReady(t, c); s[0].Keepalive != 1 || s[0].Idle != 60 {
 		t.Errorf("client in the held cgroup: %+v, want keepalive on, idle 60", s[0])
 	}
-	k.Process.Signal(syscall.SIGTERM)
-	if err := k.Wait(); err != nil {
+	k.Process.Signal(sig)
+	if err := k.Wait(); err != nil && sig == syscall.SIGTERM {
 		t.Errorf("kadiag fix --hold after SIGTERM: %v, stderr %s", err, stderr.String())
 	}
 	c = l.client.Command(python3(t), "testdata/keepalive_client.py", l.link.A4, "8080")
 	bpftest.Into(t, c, dir)
 	if _, s := startReady(t, c); s[0].Keepalive != 0 {
-		t.Errorf("after kadiag exited the policy still applies: %+v", s[0])
+		t.Errorf("after kadiag got %v the policy still applies: %+v", sig, s[0])
 	}
 }

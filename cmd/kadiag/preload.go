@@ -42,7 +42,8 @@ func newPreloadExtractCmd() *cobra.Command {
 		Short: "Write the library for this (or the given) libc and architecture into DIR and print its path",
 		Long: `Writes libkadiag_keepalive.so into DIR atomically (temporary file, fsync,
 rename; mode 0755; a symlink at the name is replaced, never followed) and prints
-its absolute path. --libc auto picks musl only where no glibc loader exists.`,
+its absolute path. A missing DIR is created, parents too, mode 0755, as
+'install -d' does. --libc auto picks musl only where no glibc loader exists.`,
 		Example: `  kadiag preload extract --dir /usr/local/lib/kadiag
   kadiag preload extract --dir ./lib --libc musl --arch arm64`,
 		Args: cobra.NoArgs,
@@ -61,7 +62,7 @@ its absolute path. --libc auto picks musl only where no glibc loader exists.`,
 			return render(cmd, reports.NewPreloadExtract(path, t))
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "directory to write the library into (must exist)")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory to write the library into (created with its parents, mode 0755, when missing)")
 	cmd.Flags().StringVar(&libc, "libc", "auto", "C library of the target programs: auto, glibc or musl")
 	cmd.Flags().StringVar(&arch, "arch", runtime.GOARCH, "architecture: amd64, arm64 or auto")
 	return cmd

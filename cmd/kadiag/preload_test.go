@@ -64,7 +64,7 @@ func TestPreloadExtract(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"preload", "extract"},
-		{"preload", "extract", "--dir", filepath.Join(dir, "missing")},
+		{"preload", "extract", "--dir", filepath.Join(dir, preload.LibraryName)},
 		{"preload", "extract", "--dir", dir, "--libc", "bionic"},
 		{"preload", "extract", "--dir", dir, "--libc", "musl", "--arch", "arm64"},
 		{"preload", "env", "--count", "128"},

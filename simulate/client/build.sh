@@ -12,3 +12,5 @@ aarch64-linux-gnu-gcc $flags -o kadiag-client-arm64 c/client.c
 	echo "compiler-amd64 $(gcc --version | head -1)"
 	echo "compiler-arm64 $(aarch64-linux-gnu-gcc --version | head -1)"
 } > BUILDINFO
+# The bytes themselves, so an edited binary is caught whatever the compiler.
+sha256sum kadiag-client-amd64 kadiag-client-arm64 > BINARIES.sha256

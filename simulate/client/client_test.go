@@ -67,6 +67,24 @@ func TestClientFresh(t *testing.T) {
 	}
 }
 
+// TestClientBinariesRecorded: the embedded clients are, byte for byte, the
+// ones build.sh built (BINARIES.sha256), whatever compiler this machine has.
+func TestClientBinariesRecorded(t *testing.T) {
+	record, err := os.ReadFile("BINARIES.sha256")
+	if err != nil {
+		t.Fatalf("%v: run simulate/client/build.sh and commit", err)
+	}
+	files := map[string][]byte{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		if files["kadiag-client-"+arch], err = Binary(arch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testenv.CheckSHA256Sums(record, files); err != nil {
+		t.Errorf("the embedded clients differ from what build.sh recorded: %v; run simulate/client/build.sh and commit", err)
+	}
+}
+
 // TestClientArm64 runs the arm64 build under qemu against a local server:
 // the shipped binary works, not just links.
 func TestClientArm64(t *testing.T) {

@@ -1,10 +1,18 @@
-// Command pcapgen writes a large synthetic pcap for kadiag's capture
-// benchmark: many TCP flows, each a handshake, a request, a response of
-// full-size segments, then keepalive probes a minute apart (answered, or for
-// one flow in ten lost), then a close. Flows overlap in time and the file is
-// in timestamp order, as a real capture is.
+// Command pcapgen writes synthetic pcaps for kadiag's capture benchmark, in
+// timestamp order with flows overlapping in time, as a real capture is.
+//
+// -shape large (the default): many TCP flows, each a handshake, a request, a
+// response of full-size segments, then keepalive probes a minute apart
+// (answered, or for one flow in ten lost), then a close, until the file holds
+// -size MB.
+//
+// -shape small: -packets small frames (60–250 bytes) over -flows flows open
+// at once, Linux-like (timestamp options): each a handshake, request /
+// response rounds with ACKs, then keepalive probes a second apart and their
+// ACKs (one flow in ten unanswered), then a close.
 //
 //	go run ./capture/internal/pcapgen -o /tmp/bench.pcap -size 1100
+//	go run ./capture/internal/pcapgen -shape small -packets 1000000 -flows 2000 -o /tmp/small.pcap
 package main
 
 import (
@@ -36,11 +44,18 @@ type pkt struct {
 	flags        uint8
 	window       uint16
 	payload      int
+	// opts are the TCP options: timestamps on every segment, MSS, SACK
+	// permitted and window scale too on SYNs (Linux's choice); none in the
+	// large shape.
+	opts []byte
 }
 
 func main() {
 	out := flag.String("o", "/tmp/kadiag-bench.pcap", "output file")
-	sizeMB := flag.Int64("size", 1100, "stop once the file holds this many MB")
+	sizeMB := flag.Int64("size", 1100, "large: stop once the file holds this many MB")
+	shape := flag.String("shape", "large", "large (full-size data segments) or small (60-250 byte frames)")
+	nPackets := flag.Int("packets", 1000000, "small: about this many packets")
+	nFlows := flag.Int("flows", 2000, "small: this many flows")
 	flag.Parse()
 	f, err := os.Create(*out)
 	if err != nil {
@@ -59,6 +74,21 @@ func main() {
 		packets++
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	switch *shape {
+	case "large":
+	case "small":
+		flows = int64(*nFlows)
+		small(start, *nPackets, *nFlows, func(ts time.Time, p pkt) {
+			n := frame(buf, p)
+			w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: n, Length: n}, buf[:n])
+			written += 16 + int64(n)
+			packets++
+		})
+		*sizeMB = 0
+	default:
+		fmt.Fprintf(os.Stderr, "unknown -shape %q (use large or small)\n", *shape)
+		os.Exit(2)
+	}
 	for b := 0; written < *sizeMB<<20; b++ {
 		base := start.Add(time.Duration(b) * 20 * time.Minute)
 		type state struct{ c, s pkt }
@@ -148,14 +178,100 @@ func frame(b []byte, p pkt) int {
 	binary.BigEndian.PutUint16(ip[10:], 0)
 	binary.BigEndian.PutUint32(ip[12:], p.src)
 	binary.BigEndian.PutUint32(ip[16:], p.dst)
+	total += len(p.opts)
+	binary.BigEndian.PutUint16(ip[2:], uint16(total))
 	tcp := ip[20:]
 	binary.BigEndian.PutUint16(tcp[0:], p.sport)
 	binary.BigEndian.PutUint16(tcp[2:], p.dport)
 	binary.BigEndian.PutUint32(tcp[4:], p.seq)
 	binary.BigEndian.PutUint32(tcp[8:], p.ack)
-	tcp[12], tcp[13] = 5<<4, p.flags
+	tcp[12], tcp[13] = byte(5+len(p.opts)/4)<<4, p.flags
 	binary.BigEndian.PutUint16(tcp[14:], p.window)
 	binary.BigEndian.PutUint32(tcp[16:], 0)
-	clear(tcp[20 : 20+p.payload])
+	copy(tcp[20:], p.opts)
+	clear(tcp[20+len(p.opts) : 20+len(p.opts)+p.payload])
 	return 14 + total
+}
+
+// Linux's TCP options: on a SYN MSS 1460, SACK permitted, timestamps,
+// window scale 7; on every other segment NOP, NOP, timestamps.
+var (
+	synOpts = []byte{2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7}
+	tsOpts  = []byte{1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 1}
+)
+
+// small emits about packets frames of 66 to 250 bytes over flows flows that
+// run side by side: per flow a handshake, data rounds (a request, the
+// response with its ACK, the client's ACK), keepalive rounds a second apart
+// (a probe one below the next sequence number and the server's ACK; every
+// tenth flow's probes go unanswered), then FIN, FIN, ACK.
+func small(start time.Time, packets, flows int, emit func(time.Time, pkt)) {
+	perFlow := max(packets/flows, 20)
+	// 6 packets of handshake and close; data rounds take 3, probe rounds 2
+	// (1 when unanswered: 1.9 on average); about 60 % of the packets are
+	// data rounds.
+	rest := perFlow - 6
+	dataRounds := rest * 6 / 10 / 3
+	probeRounds := (rest - 3*dataRounds) * 10 / 19
+	type state struct{ c, s pkt }
+	st := make([]state, flows)
+	for i := range st {
+		c := pkt{src: clientNet + uint32(i%60000) + 1, dst: serverIP, sport: uint16(20000 + i%40000), dport: 8443, seq: uint32(i) * 7919, window: 502, opts: tsOpts}
+		s := pkt{src: serverIP, dst: c.src, sport: 8443, dport: c.sport, seq: uint32(i) * 104729, window: 509, opts: tsOpts}
+		st[i] = state{c, s}
+	}
+	// Within a round flow i's packets come at i*step/flows: every flow once
+	// per round, in a fixed order, so the file is in time order.
+	off := func(i, sub int, step time.Duration) time.Duration {
+		return time.Duration(i)*(step/time.Duration(flows)) + time.Duration(sub)*time.Microsecond
+	}
+	size := func(i, r int) int { return 1 + (i*31+r*17)%184 } // 67..250-byte frames
+	const dataStep = 20 * time.Millisecond
+	for i := range st {
+		c, s := &st[i].c, &st[i].s
+		syn := with(*c, flagsSYN, 0, 0)
+		syn.opts = synOpts
+		emit(start.Add(off(i, 0, dataStep)), syn)
+		c.seq++
+		synack := with(*s, flagsSYN|flagsACK, c.seq, 0)
+		synack.opts = synOpts
+		emit(start.Add(off(i, 1, dataStep)), synack)
+		s.seq++
+		emit(start.Add(off(i, 2, dataStep)), with(*c, flagsACK, s.seq, 0))
+	}
+	for r := 1; r <= dataRounds; r++ {
+		base := start.Add(time.Duration(r) * dataStep)
+		for i := range st {
+			c, s := &st[i].c, &st[i].s
+			req := size(i, r)
+			emit(base.Add(off(i, 0, dataStep)), with(*c, flagsACK|flagsPSH, s.seq, req))
+			c.seq += uint32(req)
+			resp := size(i+7, r)
+			emit(base.Add(off(i, 1, dataStep)), with(*s, flagsACK|flagsPSH, c.seq, resp))
+			s.seq += uint32(resp)
+			emit(base.Add(off(i, 2, dataStep)), with(*c, flagsACK, s.seq, 0))
+		}
+	}
+	idle := start.Add(time.Duration(dataRounds+1) * dataStep)
+	for p := 1; p <= probeRounds; p++ {
+		base := idle.Add(time.Duration(p) * time.Second)
+		for i := range st {
+			c, s := &st[i].c, &st[i].s
+			probe := with(*c, flagsACK, s.seq, 0)
+			probe.seq--
+			emit(base.Add(off(i, 0, time.Second)), probe)
+			if i%10 != 0 {
+				emit(base.Add(off(i, 1, time.Second)), with(*s, flagsACK, c.seq, 0))
+			}
+		}
+	}
+	end := idle.Add(time.Duration(probeRounds+1) * time.Second)
+	for i := range st {
+		c, s := &st[i].c, &st[i].s
+		emit(end.Add(off(i, 0, time.Second)), with(*c, flagsFIN|flagsACK, s.seq, 0))
+		c.seq++
+		emit(end.Add(off(i, 1, time.Second)), with(*s, flagsFIN|flagsACK, c.seq, 0))
+		s.seq++
+		emit(end.Add(off(i, 2, time.Second)), with(*c, flagsACK, s.seq, 0))
+	}
 }
