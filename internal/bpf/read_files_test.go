@@ -28,7 +28,13 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 	// A child holds the TCP socket at descriptor 3: another process, the
 	// same inode.
 	child := exec.Command("sleep", "60")
-	child.ExtraFiles = []*os.File{os.NewFile(uintptr(tcp), "tcp")}
+	// The os.File owns a duplicate: its finalizer must not close a
+	// descriptor number the test's cleanup closes too.
+	dup, err := unix.Dup(tcp)
+	must(t, err)
+	f := os.NewFile(uintptr(dup), "tcp")
+	defer f.Close()
+	child.ExtraFiles = []*os.File{f}
 	must(t, child.Start())
 	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
 
