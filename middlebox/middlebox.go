@@ -116,9 +116,13 @@ func ParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseIdle reads an idle limit: a duration (see ParseDuration) or a preset
-// name such as "aws-nat". A zero limit is rejected.
+// ParseIdle reads an idle limit: a duration (see ParseDuration), a preset
+// name such as "aws-nat", or @FILE, the JSON of a `kadiag path`
+// measurement (ReadMeasured). A zero limit is rejected.
 func ParseIdle(s string) (time.Duration, error) {
+	if file, ok := measuredRef(s); ok {
+		return ReadMeasured(file)
+	}
 	if p, err := Lookup(strings.TrimSpace(s)); err == nil {
 		return p.Idle, nil
 	}

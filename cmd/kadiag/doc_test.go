@@ -154,11 +154,12 @@ func newDocEnv(t *testing.T) *docEnv {
 	fixed.Env = append(os.Environ(), "LD_PRELOAD="+lib)
 	e.pids["FIXED_PID"], _ = startReady(t, fixed)
 	bin := buildKadiag(t)
-	e.env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "SERVER="+l.link.A4, "NO_COLOR=")
+	counterpart := startDocCounterpart(t, bin)
+	e.env = append(os.Environ(), "COUNTERPART="+counterpart, "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "SERVER="+l.link.A4, "NO_COLOR=")
 	for name, pid := range e.pids {
 		e.env = append(e.env, name+"="+strconv.Itoa(pid))
 	}
-	e.replace = []string{e.dir, docDir, filepath.Dir(bin), "/usr/local/bin"}
+	e.replace = []string{e.dir, docDir, filepath.Dir(bin), "/usr/local/bin", counterpart, "127.0.0.1:7350"}
 	return e
 }
 

@@ -28,6 +28,7 @@ client waits until its read timeout (or forever).
   kadiag sockets   is keepalive armed on a process's sockets, and will they survive?
   kadiag capture   proof on the wire that keepalive probes go out
   kadiag simulate  a lab with a middlebox that forgets idle flows, with and without the fix
+  kadiag path      how long the real path keeps an idle flow, and what it does after
   kadiag preload   the bundled LD_PRELOAD library that turns keepalive on
   kadiag exporter  the keepalive risk of every process on a node, as Prometheus metrics
   kadiag fix       turn keepalive on in a running process, or for every new connection of a cgroup

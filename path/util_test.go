@@ -1,0 +1,5 @@
+package path
+
+import "encoding/json"
+
+func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
