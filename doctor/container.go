@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strings"
 
-	"github.com/kadiag/kadiag/exporter"
+	"github.com/kadiag/kadiag/internal/label"
+	"github.com/kadiag/kadiag/internal/pod"
 )
 
 // Container says where the process runs: its cgroup, the container runtime
@@ -21,20 +21,27 @@ type Container struct {
 	ID          string `json:"id,omitempty"`
 	Kubernetes  bool   `json:"kubernetes"`
 	PodUID      string `json:"pod_uid,omitempty"`
+	// Namespace, Pod and Name are the pod's namespace and name and the
+	// container's name, from the kubelet's log layout (--log-root).
+	Namespace string `json:"namespace,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	Name      string `json:"name,omitempty"`
 	// ServiceHost is KUBERNETES_SERVICE_HOST from the process's environment.
 	ServiceHost string `json:"kubernetes_service_host,omitempty"`
 }
 
-func detectContainer(pid int) Container {
+func detectContainer(pid int, logs *pod.Logs) Container {
 	proc := fmt.Sprintf("/proc/%d", pid)
 	var c Container
 	if b, err := os.ReadFile(proc + "/cgroup"); err == nil {
 		c = ParseCgroup(string(b))
+		id := logs.Identify(pod.ParseCgroup(b))
+		c.Namespace, c.Pod, c.Name = id.Namespace, id.Pod, id.Container
 	}
 	if env, err := os.ReadFile(proc + "/environ"); err == nil {
 		for _, kv := range bytes.Split(env, []byte{0}) {
 			if v, ok := bytes.CutPrefix(kv, []byte("KUBERNETES_SERVICE_HOST=")); ok {
-				c.ServiceHost = string(v)
+				c.ServiceHost = label.Clean(string(v))
 				c.Kubernetes = true
 			}
 		}
@@ -51,38 +58,14 @@ func detectContainer(pid int) Container {
 }
 
 // ParseCgroup reads /proc/PID/cgroup: the path, the container runtime the
-// path names, and the container id and pod UID as the exporter's parser
-// (which knows the kubelet's, containerd's, CRI-O's, Docker's and Podman's
-// layouts) finds them.
+// path names, and the container id and pod UID (internal/pod's parser,
+// which knows the kubelet's, containerd's, CRI-O's, Docker's and Podman's
+// layouts).
 func ParseCgroup(text string) Container {
-	var c Container
-	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if parts[0] == "0" || c.Cgroup == "" {
-			c.Cgroup = parts[2]
-		}
-	}
-	found := exporter.ParseCgroup([]byte(text))
-	c.ID, c.PodUID = found.ID, found.PodUID
-	p := text
-	switch {
-	case strings.Contains(p, "cri-containerd"):
-		c.Runtime = "containerd"
-	case strings.Contains(p, "crio-"):
-		c.Runtime = "cri-o"
-	case strings.Contains(p, "libpod-"):
-		c.Runtime = "podman"
-	case strings.Contains(p, "docker"):
-		c.Runtime = "docker"
-	}
+	found := pod.ParseCgroup([]byte(text))
+	c := Container{Cgroup: label.Clean(found.Path), Runtime: found.Runtime, ID: found.ContainerID, PodUID: found.PodUID}
 	c.Kubernetes = c.PodUID != ""
 	c.InContainer = c.ID != "" || c.Kubernetes
-	if !c.InContainer {
-		c.Runtime = ""
-	}
 	return c
 }
 
@@ -92,7 +75,12 @@ func (c Container) Describe() string {
 	switch {
 	case c.Kubernetes:
 		s = "Kubernetes pod"
-		if c.PodUID != "" {
+		switch {
+		case c.Pod != "" && c.Name != "":
+			s += " " + c.Namespace + "/" + c.Pod + "/" + c.Name + " (uid " + c.PodUID + ")"
+		case c.Pod != "":
+			s += " " + c.Namespace + "/" + c.Pod + " (uid " + c.PodUID + ")"
+		case c.PodUID != "":
 			s += " " + c.PodUID
 		}
 		if c.ServiceHost != "" {

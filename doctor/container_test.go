@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kadiag/kadiag/internal/pod"
 	"github.com/kadiag/kadiag/internal/testenv"
 )
 
@@ -53,7 +54,7 @@ func TestParseCgroup(t *testing.T) {
 		"host-this-machine-v1.txt": {Cgroup: "/"},
 		"kubepods-slice-only.txt":  {Cgroup: "/kubepods.slice/kubepods-burstable.slice"},
 	}
-	files, _ := filepath.Glob("../exporter/testdata/cgroup/*.txt")
+	files, _ := filepath.Glob("../internal/pod/testdata/cgroup/*.txt")
 	if len(files) < len(tests) {
 		t.Fatalf("found %d cgroup fixtures", len(files))
 	}
@@ -108,7 +109,7 @@ func cgroup2Mount(t *testing.T) string {
 // a process sharing the test's mount namespace is no container unless its
 // cgroup names one.
 func TestDetectContainerSelf(t *testing.T) {
-	c := detectContainer(os.Getpid())
+	c := detectContainer(os.Getpid(), nil)
 	mnt := cgroup2Mount(t)
 	if mnt == "" {
 		t.Skip("no cgroup v2 hierarchy mounted: the path cannot be checked against the kernel")
@@ -134,9 +135,52 @@ func TestDetectContainerPod(t *testing.T) {
 	if !testenv.MoveToFakePod(t, cmd.Process.Pid, fixturePod, fixtureID) {
 		testenv.SkipOrFail(t, "no writable cgroup hierarchy to place a process in")
 	}
-	c := detectContainer(cmd.Process.Pid)
+	c := detectContainer(cmd.Process.Pid, nil)
 	wantPath := fmt.Sprintf("/kubepods-kadiag-test-%d/burstable/pod%s/%s", os.Getpid(), fixturePod, fixtureID)
 	if !strings.HasSuffix(c.Cgroup, wantPath) || c.ID != fixtureID || c.PodUID != fixturePod || !c.Kubernetes || !c.InContainer {
 		t.Errorf("process in a fake pod: %+v, want cgroup ending %s, id %s, pod %s", c, wantPath, fixtureID, fixturePod)
+	}
+}
+
+// A real process in a real cgroup named as kubelet names it, with a log
+// root laid out as the kubelet lays out /var/log: doctor names the pod and
+// the container.
+func TestDetectContainerFakePod(t *testing.T) {
+	testenv.Privileged(t)
+	const (
+		uid = "5d4c3b2a-1908-4f7e-8d6c-5b4a39281706"
+		id  = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3"
+	)
+	root := t.TempDir()
+	dir := filepath.Join(root, "pods", "shop_cart-5_"+uid, "cart")
+	os.MkdirAll(dir, 0o755)
+	os.MkdirAll(filepath.Join(root, "containers"), 0o755)
+	os.WriteFile(filepath.Join(dir, "0.log"), nil, 0o644)
+	os.Symlink(filepath.Join(dir, "0.log"), filepath.Join(root, "containers", "cart-5_shop_cart-"+id+".log"))
+	cmd := exec.Command("sleep", "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if !testenv.MoveToFakePod(t, cmd.Process.Pid, uid, id) {
+		testenv.SkipOrFail(t, "no writable cgroup hierarchy")
+	}
+	logs, err := pod.ReadLogs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := detectContainer(cmd.Process.Pid, logs)
+	if c.Namespace != "shop" || c.Pod != "cart-5" || c.Name != "cart" || c.PodUID != uid || c.ID != id || !c.Kubernetes {
+		t.Fatalf("detectContainer = %+v", c)
+	}
+	if d := c.Describe(); !strings.Contains(d, "Kubernetes pod shop/cart-5/cart (uid "+uid+")") {
+		t.Errorf("Describe = %q", d)
+	}
+	r, err := Diagnose(cmd.Process.Pid, Options{LogRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Container.Pod != "cart-5" {
+		t.Errorf("Diagnose container: %+v", r.Container)
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/pod"
 	kproc "github.com/kadiag/kadiag/internal/proc"
+	"github.com/kadiag/kadiag/nodebox"
 	"github.com/kadiag/kadiag/preload"
 )
 
@@ -32,8 +34,15 @@ type Options struct {
 	// a host; zero means /usr/local/lib/kadiag.
 	LibDir string
 	// Container names the application container in the Kubernetes patch;
-	// zero means "app".
+	// zero means the process's own container as the log layout names it,
+	// else "app".
 	Container string
+	// Middleboxes, when set, judges the sockets with what the node shows of
+	// its own middleboxes (nodebox: --max-idle auto, --conntrack-netns).
+	Middleboxes *nodebox.Options
+	// LogRoot is the node's log directory holding the kubelet's pods/ and
+	// containers/ (pod.LogRoot's default: /var/log).
+	LogRoot string
 	// Scan reads the process's sockets, once per diagnosis: the socket rows
 	// and the preload verdict rest on the same reading. Nil means
 	// inspect.ScanPIDs; tests wrap it to count or to act between readings.
@@ -105,9 +114,6 @@ func Diagnose(pid int, o Options) (*Result, error) {
 	if o.LibDir == "" {
 		o.LibDir = "/usr/local/lib/kadiag"
 	}
-	if o.Container == "" {
-		o.Container = "app"
-	}
 	if pid <= 0 {
 		return nil, kproc.Errorf(pid, "%w (pids are positive)", ErrNoProcess)
 	}
@@ -118,7 +124,14 @@ func Diagnose(pid int, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Result{Schema: Schema, PID: pid, MaxIdleS: int(o.MaxIdle / time.Second),
+	if o.Middleboxes != nil {
+		view, err := nodebox.Read(*o.Middleboxes)
+		if err != nil {
+			return nil, err
+		}
+		view.Apply(rep)
+	}
+	r := &Result{Schema: Schema, PID: pid, MaxIdleS: rep.MaxIdleS,
 		Sockets: []inspect.Socket{}, Summary: rep.Summary, Problems: []string{}, Fixes: []Fix{}, Notes: rep.Notes}
 	for _, p := range rep.Processes {
 		r.Netns, r.Sysctl = p.Netns, p.Sysctl
@@ -130,7 +143,16 @@ func Diagnose(pid int, o Options) (*Result, error) {
 	}
 	r.Comm = check.Comm
 	r.Runtime = detectRuntime(pid, check.Binary)
-	r.Container = detectContainer(pid)
+	// A log root that cannot be read leaves the pod unnamed, not the
+	// diagnosis undone: the cgroup still gives the pod UID.
+	logs, _ := pod.ReadLogs(pod.LogRoot(o.LogRoot))
+	r.Container = detectContainer(pid, logs)
+	if o.Container == "" {
+		o.Container = r.Container.Name
+	}
+	if o.Container == "" {
+		o.Container = "app"
+	}
 	r.Preload = Preload{Requested: check.Library.Preload != "" && containsLibrary(check.Library.Preload),
 		Mapped: check.Library.Mapped, Path: check.Library.Path, Effective: check.Effective,
 		Possible: r.Runtime.Preloadable()}
@@ -144,8 +166,11 @@ func Diagnose(pid int, o Options) (*Result, error) {
 
 // judge fills Healthy and Problems.
 func (r *Result) judge() {
-	var off, slow int
+	var off, slow, dead int
 	for _, s := range r.Sockets {
+		if s.Verdict == inspect.Dead {
+			dead++
+		}
 		if s.Verdict != inspect.AtRisk {
 			continue
 		}
@@ -154,6 +179,9 @@ func (r *Result) judge() {
 		} else {
 			off++
 		}
+	}
+	if dead > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d connected sockets are dead: a NAT on this node has already forgotten their flows, so the next reply is lost (reconnect; then turn keepalive on)", dead, r.Summary.Sockets))
 	}
 	if off > 0 {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d connected sockets have keepalive off: idle past %ds, a middlebox forgets them and the client waits for a reply that never comes",

@@ -11,7 +11,7 @@ import (
 // with ss. BenchmarkScanAll is `kadiag sockets --all`'s scan of the same.
 func BenchmarkScan(b *testing.B) {
 	for b.Loop() {
-		if _, err := Scan(inspect.Options{}); err != nil {
+		if _, err := Scan(Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}

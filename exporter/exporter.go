@@ -4,9 +4,12 @@
 // and publishes the result as an immutable snapshot; scrapes render the
 // last completed snapshot and never wait on, or trigger, a scan.
 //
-// Metrics are per process (labels pid, comm, container_id, pod_uid), never
-// per socket, so their number is bounded by the processes holding TCP
-// sockets, not by connections.
+// Metrics are per container by default (labels namespace, pod, container,
+// pod_uid, container_id, as cAdvisor and kube-state-metrics name them; a
+// process outside any pod is labelled by comm), the sum of the container's
+// processes: their number is bounded by the containers on the node, not by
+// processes or connections. PerProcess adds a pid label, one series set per
+// process. Keepalive probes sent are counted per network namespace.
 package exporter
 
 import (
@@ -15,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -24,8 +26,10 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/pod"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 	"github.com/kadiag/kadiag/middlebox"
+	"github.com/kadiag/kadiag/nodebox"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,6 +43,20 @@ type Options struct {
 	MaxIdle time.Duration
 	// Logger receives one line per failed scan; nil discards.
 	Logger *slog.Logger
+	// PerProcess labels series by pid (and comm) instead of summing each
+	// container's processes: one series set per process.
+	PerProcess bool
+	// Middleboxes, when set, has every scan read the node's own
+	// middleboxes (nodebox): --max-idle auto, flows' conntrack entries, and
+	// verdict dead for flows a --conntrack-netns NAT forgot.
+	Middleboxes *nodebox.Options
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
+	// auth), as node_exporter's --web.config.file; empty serves plain HTTP.
+	WebConfigFile string
+	// LogRoot is the node's log directory with the kubelet's pods/ and
+	// containers/ (pod.LogRoot: --log-root, $KADIAG_LOG_ROOT, /var/log),
+	// which names pods and containers.
+	LogRoot string
 }
 
 // DefaultInterval is the scan interval when Options.Interval is zero.
@@ -46,11 +64,20 @@ const DefaultInterval = 30 * time.Second
 
 // ProcessStats is what the exporter publishes about one process.
 type ProcessStats struct {
-	PID       int
-	Comm      string
-	Container Container
+	PID  int
+	Comm string
+	// Pod is the pod and container the process runs in (empty outside).
+	Pod pod.Identity
 	// Established counts ESTABLISHED TCP connections, loopback ones included.
 	Established int
+	// IdleKeepaliveOff counts ESTABLISHED connections through a middlebox
+	// (not loopback) with keepalive off that have received nothing for
+	// longer than MaxIdle: a middlebox with that timeout has already
+	// forgotten them.
+	IdleKeepaliveOff int
+	// Dead counts ESTABLISHED connections whose flow a NAT on this node
+	// (--conntrack-netns) has already forgotten.
+	Dead int
 	// AtRiskKeepaliveOff and AtRiskIdleTooLong split the connections judged
 	// at risk (inspect.AtRisk) by reason: no keepalive at all, or a first
 	// probe that comes after the middlebox has forgotten the flow.
@@ -73,6 +100,8 @@ type Snapshot struct {
 	Duration time.Duration
 	// Processes holds every process with at least one TCP socket.
 	Processes []ProcessStats
+	// Netns holds every network namespace of those processes.
+	Netns []NetnsStats
 	// Notes are the scan's non-fatal problems (skipped namespaces,
 	// inferred values).
 	Notes []string
@@ -92,7 +121,7 @@ type Exporter struct {
 	lastErr atomic.Pointer[string]
 
 	// scan is Scan; tests replace it to hold a scan open.
-	scan func(inspect.Options) (*Snapshot, error)
+	scan func(Options) (*Snapshot, error)
 }
 
 // New returns an Exporter; call Run to start scanning.
@@ -128,7 +157,7 @@ func (e *Exporter) Run(ctx context.Context) {
 // ScanOnce runs one scan and publishes its snapshot. A failed scan keeps
 // the previous snapshot and counts a scan error.
 func (e *Exporter) ScanOnce() (*Snapshot, error) {
-	s, err := e.scan(inspect.Options{MaxIdle: e.o.MaxIdle})
+	s, err := e.scan(e.o)
 	// The outcome is published before the scan is counted, so whoever sees
 	// the count also sees the snapshot or the error.
 	defer func() {
@@ -188,13 +217,29 @@ func (e *Exporter) Ready() error {
 // the namespace's processes: one inet_diag dump shared by all of them), so
 // only one namespace's dump and sockets are in memory at once, and each is
 // reduced to per-process counts before the next is read.
-func Scan(o inspect.Options) (*Snapshot, error) {
+func Scan(eo Options) (*Snapshot, error) {
 	start := time.Now()
+	if eo.MaxIdle <= 0 {
+		eo.MaxIdle = middlebox.DefaultIdle
+	}
+	o := inspect.Options{MaxIdle: eo.MaxIdle}
 	groups, denied, err := pidsByNetns()
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
 	s := &Snapshot{Start: start}
+	var view *nodebox.View
+	if eo.Middleboxes != nil {
+		var err error
+		if view, err = nodebox.Read(*eo.Middleboxes); err != nil {
+			return nil, err
+		}
+	}
+	logs, err := pod.ReadLogs(pod.LogRoot(eo.LogRoot))
+	if err != nil {
+		// Pods are then known by UID only; say so once per scan.
+		s.Notes = append(s.Notes, fmt.Sprintf("pod and container names unknown: %v (mount the node's /var/log and name it with --log-root)", err))
+	}
 	if denied > 0 {
 		s.Notes = append(s.Notes, fmt.Sprintf("%d processes skipped: their descriptors or namespaces cannot be read (run as root, or grant CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE and CAP_SYS_ADMIN)", denied))
 	}
@@ -207,25 +252,39 @@ func Scan(o inspect.Options) (*Snapshot, error) {
 			s.Notes = append(s.Notes, err.Error())
 			continue
 		}
-		sockets := 0
+		if view != nil {
+			view.Apply(r)
+		}
+		ns, nsPID := NetnsStats{}, 0
 		for i := range r.Processes {
 			p := &r.Processes[i]
 			if len(p.Sockets) == 0 {
 				continue
 			}
-			sockets += len(p.Sockets)
-			s.Processes = append(s.Processes, summarise(p))
+			// With --max-idle auto the limit is the namespace's own.
+			ps := summarise(p, logs, time.Duration(r.MaxIdleS)*time.Second)
+			if ns.Netns == "" {
+				ns.Netns, nsPID = p.Netns, p.PID
+			}
+			if ps.Pod.Pod != "" && ns.Pod.Name == "" {
+				ns.Pod = podRef{ps.Pod.Namespace, ps.Pod.Pod}
+			}
+			s.Processes = append(s.Processes, ps)
+		}
+		if ns.Netns != "" {
+			n, err := keepaliveProbes(nsPID)
+			if err != nil {
+				s.Notes = append(s.Notes, fmt.Sprintf("%s: keepalive probe counter unreadable: %v", ns.Netns, err))
+			} else {
+				ns.KeepaliveProbes = n
+				s.Netns = append(s.Netns, ns)
+			}
 		}
 		for _, n := range r.Notes {
 			// Processes come and go; one that exits mid-scan is no problem.
 			if !strings.Contains(n, "exited during the scan") {
 				s.Notes = append(s.Notes, n)
 			}
-		}
-		if sockets >= bigNamespace {
-			// Return this namespace's dump before the next one is read, so
-			// the heap never holds two large namespaces.
-			runtime.GC()
 		}
 	}
 	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].PID < s.Processes[j].PID })
@@ -269,17 +328,20 @@ func unique(notes []string) []string {
 	return out
 }
 
-// bigNamespace is the socket count from which a namespace's memory is
-// handed back before the next namespace is read.
-const bigNamespace = 10000
-
-func summarise(p *inspect.Process) ProcessStats {
+func summarise(p *inspect.Process, logs *pod.Logs, maxIdle time.Duration) ProcessStats {
 	ps := ProcessStats{PID: p.PID, Comm: p.Comm, Sockets: map[inspect.Source]int{}}
 	for j := range p.Sockets {
 		sk := &p.Sockets[j]
 		ps.Sockets[sk.Keepalive.Source]++
 		if sk.State == "ESTABLISHED" {
 			ps.Established++
+			idle := time.Duration(min(sk.LastDataRecvMs, sk.LastAckRecvMs)) * time.Millisecond
+			if (sk.Verdict == inspect.AtRisk || sk.Verdict == inspect.Dead) && !sk.Keepalive.Enabled && idle > maxIdle {
+				ps.IdleKeepaliveOff++
+			}
+		}
+		if sk.Verdict == inspect.Dead {
+			ps.Dead++
 		}
 		if sk.Verdict == inspect.AtRisk {
 			if sk.Keepalive.Enabled {
@@ -289,7 +351,9 @@ func summarise(p *inspect.Process) ProcessStats {
 			}
 		}
 	}
-	ps.Container = readContainer(p.PID)
+	if c, err := pod.ReadCgroup(p.PID); err == nil {
+		ps.Pod = logs.Identify(c)
+	}
 	ps.PreloadMapped = preloadMapped(p.PID)
 	return ps
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/testenv"
 	"github.com/kadiag/kadiag/preload"
 )
@@ -95,7 +94,9 @@ func TestServeShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := New(Options{Interval: time.Second})
+	// A node-wide scan on a loaded machine takes seconds: the interval
+	// leaves the health check (three intervals) room for it.
+	e := New(Options{Interval: 10 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Serve(ctx, ln) }()
@@ -143,7 +144,7 @@ func TestScrapeDoesNotWaitForScan(t *testing.T) {
 	first := &Snapshot{Processes: []ProcessStats{{PID: 4242, Comm: "held", AtRiskKeepaliveOff: 2}}}
 	e.snap.Store(first)
 	entered, release := make(chan struct{}), make(chan struct{})
-	e.scan = func(inspect.Options) (*Snapshot, error) {
+	e.scan = func(Options) (*Snapshot, error) {
 		close(entered)
 		<-release
 		return &Snapshot{}, nil
@@ -160,7 +161,7 @@ func TestScrapeDoesNotWaitForScan(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `kadiag_tcp_at_risk_connections{comm="held",container_id="",pid="4242",pod_uid="",reason="keepalive_off"} 2`) {
+	if !strings.Contains(string(body), `kadiag_tcp_at_risk_connections{comm="held",container="",container_id="",namespace="",pod="",pod_uid="",reason="keepalive_off"} 2`) {
 		t.Fatalf("scrape during a scan did not serve the last snapshot:\n%s", body)
 	}
 	close(release)
@@ -189,7 +190,7 @@ func TestReadyWaitsForFirstScan(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := New(Options{Interval: time.Hour})
 			entered, release := make(chan struct{}), make(chan struct{})
-			e.scan = func(inspect.Options) (*Snapshot, error) {
+			e.scan = func(Options) (*Snapshot, error) {
 				close(entered)
 				<-release
 				if tt.scanErr != nil {

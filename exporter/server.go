@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 )
 
 // Handler serves /metrics (the exporter's metrics plus the Go runtime's
@@ -21,10 +23,14 @@ func (e *Exporter) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	// A metric that cannot be rendered costs only itself: the rest is
+	// served, the error is logged and counted in
+	// promhttp_metric_handler_errors_total.
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
+		ErrorLog:            slog.NewLogLogger(e.o.Logger.Handler(), slog.LevelError),
 		MaxRequestsInFlight: 4,
-	}))
+	})))
 	mux.HandleFunc("GET /healthz", probe(e.Healthy))
 	mux.HandleFunc("GET /readyz", probe(e.Ready))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +43,8 @@ func (e *Exporter) Handler() http.Handler {
 // its context ends.
 const ShutdownTimeout = 5 * time.Second
 
-// Serve runs the scan loop and serves Handler on ln until ctx ends, then
+// Serve runs the scan loop and serves Handler on ln (with TLS and basic
+// auth when Options.WebConfigFile says so) until ctx ends, then
 // stops accepting, lets scrapes in flight finish and waits for the scan
 // loop. It returns nil after a clean shutdown.
 func (e *Exporter) Serve(ctx context.Context, ln net.Listener) error {
@@ -56,7 +63,13 @@ func (e *Exporter) Serve(ctx context.Context, ln net.Listener) error {
 		e.Run(loopCtx)
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		// exporter-toolkit serves plain HTTP without a web config, and TLS
+		// and basic auth as its file says (node_exporter's --web.config.file),
+		// re-reading the file and certificates on new connections.
+		path := e.o.WebConfigFile
+		errc <- web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &path}, e.o.Logger)
+	}()
 	var err error
 	select {
 	case err = <-errc:
@@ -86,4 +99,11 @@ func probe(check func() error) http.HandlerFunc {
 		}
 		fmt.Fprintln(w, "ok")
 	}
+}
+
+// CheckWebConfig reads a --web.config.file (TLS certificates and key, basic
+// auth users with bcrypt hashes) as Serve will, so a bad file is refused
+// before the exporter starts; "" is no file (plain HTTP).
+func CheckWebConfig(path string) error {
+	return web.Validate(path)
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/kadiag/kadiag/internal/pod"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 )
 
@@ -102,31 +103,36 @@ type Report struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// Failed reports whether a socket is at risk, or undetermined under Strict.
+// Failed reports whether a socket is at risk or dead, or undetermined
+// under Strict.
 func (r *Report) Failed() bool {
-	return r.Summary.AtRisk > 0 || (r.Strict && r.Summary.Unknown > 0)
+	return r.Summary.AtRisk > 0 || r.Summary.Dead > 0 || (r.Strict && r.Summary.Unknown > 0)
 }
 
 // Summary counts connected sockets by verdict; listening sockets are
 // counted apart and never fail a check.
 type Summary struct {
-	Sockets   int `json:"sockets"`   // connected sockets, the sum of the next four
+	Sockets   int `json:"sockets"`   // connected sockets, the sum of the next four and dead
 	OK        int `json:"ok"`        // verdict ok
 	AtRisk    int `json:"at_risk"`   // verdict at-risk
 	Local     int `json:"local"`     // verdict local
 	Unknown   int `json:"unknown"`   // verdict unknown
 	Listening int `json:"listening"` // listening sockets, not counted above
+	Dead      int `json:"dead"`      // verdict dead (a NAT on this node forgot the flow)
 }
 
 // Process is one process and its TCP sockets. A --netns scan has one
 // Process with PID 0 and the namespace path in NetnsPath.
 type Process struct {
-	PID       int      `json:"pid"`                  // 0 for a --netns scan
-	Comm      string   `json:"comm"`                 // /proc/PID/comm
-	Netns     string   `json:"netns"`                // "net:[inode]", as /proc/PID/ns/net reads
-	NetnsPath string   `json:"netns_path,omitempty"` // the file a --netns scan opened
-	Sysctl    Sysctl   `json:"sysctl"`               // the namespace's keepalive defaults
-	Sockets   []Socket `json:"sockets"`              // TCP sockets, by descriptor (or inode)
+	PID       int    `json:"pid"`                  // 0 for a --netns scan
+	Comm      string `json:"comm"`                 // /proc/PID/comm
+	Netns     string `json:"netns"`                // "net:[inode]", as /proc/PID/ns/net reads
+	NetnsPath string `json:"netns_path,omitempty"` // the file a --netns scan opened
+	Sysctl    Sysctl `json:"sysctl"`               // the namespace's keepalive defaults
+	// Pod is the Kubernetes pod and container the process runs in (see
+	// AddPods); absent outside any pod.
+	Pod     *pod.Identity `json:"pod,omitempty"`
+	Sockets []Socket      `json:"sockets"` // TCP sockets, by descriptor (or inode); last in the JSON
 }
 
 // Sysctl holds the keepalive sysctls of a network namespace: the values a
@@ -174,6 +180,9 @@ type Socket struct {
 	UID            uint32 `json:"uid"`    // the socket's owner
 	RecvQ          uint32 `json:"recv_q"` // bytes received, not yet read (listeners: accept queue)
 	SendQ          uint32 `json:"send_q"` // bytes sent, not yet acknowledged (listeners: backlog)
+	// Conntrack is the flow's entry in a conntrack table of this node, when
+	// asked for (--max-idle auto, --conntrack-netns) and found; else null.
+	Conntrack *Conntrack `json:"conntrack"`
 }
 
 // Keepalive is what a socket does when idle. With Source "inferred" the idle

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/kadiag/kadiag/internal/label"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
 )
@@ -49,7 +50,8 @@ func comm(pid int) (string, error) {
 	if err != nil {
 		return "", procErr(pid, "read comm", err)
 	}
-	return strings.TrimSuffix(string(b), "\n"), nil
+	// Any user can set a comm to arbitrary bytes: one rule for every output.
+	return label.Clean(strings.TrimSuffix(string(b), "\n")), nil
 }
 
 // netnsID returns the identity of pid's network namespace as the kernel

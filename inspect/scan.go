@@ -494,5 +494,7 @@ func (s *Summary) count(v Verdict) {
 		s.Local++
 	case Undetermined:
 		s.Unknown++
+	case Dead:
+		s.Dead++
 	}
 }

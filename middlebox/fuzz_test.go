@@ -38,13 +38,18 @@ func FuzzParseIdle(f *testing.F) {
 		f.Add(p.Name)
 		f.Add(" " + strings.ToUpper(p.Name))
 	}
-	for _, s := range []string{"0", "0s", "350", "1ns", "aws", "-", ""} {
+	for _, s := range []string{"0", "0s", "350", "1ns", "aws", "-", "", "@", "@ ", "@/nonexistent.json"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		d, err := ParseIdle(s)
 		if err != nil {
-			if !errors.Is(err, ErrBadDuration) || strings.Contains(err.Error(), "\n") {
+			// An "@file" limit fails as a bad measurement, anything else as a bad duration.
+			want := ErrBadDuration
+			if strings.HasPrefix(strings.TrimSpace(s), "@") {
+				want = ErrBadMeasurement
+			}
+			if !errors.Is(err, want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("ParseIdle(%q): error %q", s, err)
 			}
 			return

@@ -105,7 +105,7 @@ func ParseHop(spec string) (Hop, error) {
 			case Reset, Drop, Heal:
 				h.After = a
 			default:
-				return Hop{}, fmt.Errorf("%w %q: after=%s (use reset, drop or heal)", ErrBadHop, spec, v)
+				return Hop{}, fmt.Errorf("%w %q: after=%q (use reset, drop or heal)", ErrBadHop, spec, v)
 			}
 		case "nat":
 			switch strings.TrimSpace(v) {
@@ -114,7 +114,7 @@ func ParseHop(spec string) (Hop, error) {
 			case "no", "false", "0":
 				h.NAT = false
 			default:
-				return Hop{}, fmt.Errorf("%w %q: nat=%s (use yes or no)", ErrBadHop, spec, v)
+				return Hop{}, fmt.Errorf("%w %q: nat=%q (use yes or no)", ErrBadHop, spec, v)
 			}
 		default:
 			return Hop{}, fmt.Errorf("%w %q: unknown setting %q (use idle, after, nat)", ErrBadHop, spec, k)

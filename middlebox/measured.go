@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"strings"
@@ -22,9 +23,17 @@ const measuredSchema = "kadiag.path/v1"
 // the shortest over its directions, since a flow is lost as soon as either
 // direction is. This is what --max-idle @path.json means.
 func ReadMeasured(file string) (time.Duration, error) {
+	if strings.TrimSpace(file) == "" {
+		return 0, fmt.Errorf("%w: @ needs a file name (--max-idle @path.json, the output of kadiag path -o json)", ErrBadMeasurement)
+	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrBadMeasurement, err)
+		// Quote the name: it is the user's text and may hold anything.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return 0, fmt.Errorf("%w: cannot read %q: %w", ErrBadMeasurement, file, err)
 	}
 	var m struct {
 		Schema     string `json:"schema"`
@@ -35,7 +44,7 @@ func ReadMeasured(file string) (time.Duration, error) {
 		} `json:"directions"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil || m.Schema != measuredSchema {
-		return 0, fmt.Errorf("%w: %s is not the JSON of `kadiag path -o json` (schema %s)", ErrBadMeasurement, file, measuredSchema)
+		return 0, fmt.Errorf("%w: %q is not the JSON of `kadiag path -o json` (schema %s)", ErrBadMeasurement, file, measuredSchema)
 	}
 	best, kept := math.Inf(1), 0.0
 	for _, d := range m.Directions {
@@ -47,7 +56,7 @@ func ReadMeasured(file string) (time.Duration, error) {
 		}
 	}
 	if math.IsInf(best, 1) {
-		return 0, fmt.Errorf("%w: %s measured no idle timeout to %s (flows survived %gs): give the limit as a duration", ErrBadMeasurement, file, m.Target, kept)
+		return 0, fmt.Errorf("%w: %q measured no idle timeout to %q (flows survived %gs): give the limit as a duration", ErrBadMeasurement, file, m.Target, kept)
 	}
 	return time.Duration(best * float64(time.Second)).Round(time.Millisecond), nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/label"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
 )
@@ -98,7 +99,7 @@ func check(pid int, socks []Socket) (*CheckResult, error) {
 	}
 	r := &CheckResult{Schema: CheckSchema, PID: pid, Sockets: []SocketCheck{}}
 	if b, err := os.ReadFile(proc + "/comm"); err == nil {
-		r.Comm = strings.TrimSpace(string(b))
+		r.Comm = label.Clean(strings.TrimSuffix(string(b), "\n"))
 	}
 	var err error
 	if r.Binary, err = readBinary(pid); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kadiag/kadiag/doctor"
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/label"
 )
 
 // Doctor renders `kadiag doctor`: one screen that says what is wrong and
@@ -55,7 +56,7 @@ func (d Doctor) socketsLine() string {
 // WriteTable writes the diagnosis: verdict, facts, sockets at risk, fixes.
 func (d Doctor) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "pid %d (%s): %s\n", d.PID, d.Comm, d.verdict())
+	fmt.Fprintf(&b, "pid %d (%s): %s\n", d.PID, label.Clean(d.Comm), d.verdict())
 	fmt.Fprintf(&b, "  runtime:   %s\n", d.Runtime.Describe())
 	fmt.Fprintf(&b, "  program:   %s\n", d.Runtime.Exe)
 	if d.Runtime.JavaHome != "" {
@@ -101,7 +102,7 @@ func (d Doctor) WriteTable(w io.Writer) error {
 // JUnit has one case per check: sockets, preload; a failure carries the
 // first fix as its text.
 func (d Doctor) JUnit() Suites {
-	name := fmt.Sprintf("pid %d %s", d.PID, d.Comm)
+	name := fmt.Sprintf("pid %d %s", d.PID, label.Clean(d.Comm))
 	fix := ""
 	if len(d.Fixes) > 0 {
 		fix = d.Fixes[0].Title + "\n" + d.Fixes[0].Text
@@ -124,7 +125,7 @@ func (d Doctor) JUnit() Suites {
 
 // Document lays the diagnosis out for Markdown and HTML.
 func (d Doctor) Document() Document {
-	doc := Document{Title: fmt.Sprintf("kadiag doctor: pid %d (%s)", d.PID, d.Comm), Status: StatusOK,
+	doc := Document{Title: fmt.Sprintf("kadiag doctor: pid %d (%s)", d.PID, label.Clean(d.Comm)), Status: StatusOK,
 		Summary: "No connection of this process can be forgotten by the middlebox."}
 	if !d.Healthy {
 		doc.Status = StatusFailed
@@ -134,7 +135,7 @@ func (d Doctor) Document() Document {
 		"network namespace: " + d.sysctlLine(), "preload: " + d.preloadLine(), "sockets: " + d.socketsLine()}
 	doc.Sections = append(doc.Sections, Section{Heading: "Diagnosis", List: facts})
 	rep := Sockets{Report: &inspect.Report{MaxIdleS: d.MaxIdleS, Summary: d.Summary,
-		Processes: []inspect.Process{{PID: d.PID, Comm: d.Comm, Netns: d.Netns, Sysctl: d.Sysctl, Sockets: d.Sockets}}}}
+		Processes: []inspect.Process{{PID: d.PID, Comm: label.Clean(d.Comm), Netns: d.Netns, Sysctl: d.Sysctl, Sockets: d.Sockets}}}}
 	for _, s := range rep.Document().Sections {
 		if s.Grid != nil {
 			s.Heading, s.Text = "Sockets", nil

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kadiag/kadiag/internal/label"
 	"github.com/kadiag/kadiag/preload"
 )
 
@@ -154,7 +155,7 @@ func (r PreloadCheck) WriteTable(w io.Writer) error {
 	if !c.Effective {
 		verdict = "NOT EFFECTIVE"
 	}
-	fmt.Fprintf(&b, "pid %d (%s): preload %s\n", c.PID, c.Comm, verdict)
+	fmt.Fprintf(&b, "pid %d (%s): preload %s\n", c.PID, label.Clean(c.Comm), verdict)
 	kind := "dynamic, " + string(c.Binary.Libc)
 	switch {
 	case c.Binary.GoVersion != "":
@@ -246,7 +247,7 @@ func dash(s string) string {
 // JUnit is one case for the verdict and one per socket.
 func (r PreloadCheck) JUnit() Suites {
 	c := r.CheckResult
-	verdict := Case{Name: fmt.Sprintf("pid %d (%s) preload effective", c.PID, c.Comm), Classname: "preload.check"}
+	verdict := Case{Name: fmt.Sprintf("pid %d (%s) preload effective", c.PID, label.Clean(c.Comm)), Classname: "preload.check"}
 	if !c.Effective {
 		verdict.Failure = &Failure{Message: strings.Join(c.Reasons, "; "), Text: strings.Join(c.Advice, "\n")}
 	}

@@ -2,6 +2,7 @@ package reports
 
 import (
 	"fmt"
+	"github.com/kadiag/kadiag/internal/label"
 	"strconv"
 )
 
@@ -9,7 +10,7 @@ import (
 // found, why it is (not) effective and what to do, then every socket.
 func (r PreloadCheck) Document() Document {
 	c := r.CheckResult
-	d := Document{Title: fmt.Sprintf("kadiag preload check: pid %d (%s)", c.PID, c.Comm), Status: StatusOK,
+	d := Document{Title: fmt.Sprintf("kadiag preload check: pid %d (%s)", c.PID, label.Clean(c.Comm)), Status: StatusOK,
 		Summary: "The keepalive library is loaded and every TCP socket carries its settings."}
 	if !c.Effective {
 		d.Status = StatusFailed

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/label"
+	"github.com/kadiag/kadiag/internal/pod"
 )
 
 // Sockets renders a socket scan. Its JSON is the kadiag.sockets/v1 contract
@@ -23,11 +25,23 @@ type Sockets struct {
 // namespace with its keepalive sysctls and a summary line.
 func (s Sockets) WriteTable(w io.Writer) error {
 	t := NewTable(w)
-	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\tVERDICT\tREASON")
+	// The POD column appears only when a process runs in a pod, so a
+	// host's table keeps its layout.
+	pods, ct := false, false
 	for _, p := range s.Processes {
-		pid, comm := strconv.Itoa(p.PID), p.Comm
+		pods = pods || p.Pod != nil
+		for _, sk := range p.Sockets {
+			ct = ct || sk.Conntrack != nil || sk.Verdict == inspect.Dead
+		}
+	}
+	if pods {
+		fmt.Fprint(t, "POD\t")
+	}
+	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\t"+conntrackHeader(ct)+"VERDICT\tREASON")
+	for _, p := range s.Processes {
+		pid, comm := strconv.Itoa(p.PID), label.Clean(p.Comm)
 		if p.PID == 0 {
-			pid, comm = "-", p.NetnsPath
+			pid, comm = "-", label.Clean(p.NetnsPath)
 		}
 		for _, sk := range p.Sockets {
 			fd := strconv.Itoa(sk.FD)
@@ -69,8 +83,11 @@ func (s Sockets) WriteTable(w io.Writer) error {
 			if reason == "" {
 				reason = "-"
 			}
-			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut, timer, sk.Verdict, reason)
+			if pods {
+				fmt.Fprintf(t, "%s\t", podName(p.Pod))
+			}
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s%s\t%s\n",
+				pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut, timer, conntrackCell(ct, sk), sk.Verdict, reason)
 		}
 	}
 	if err := t.Flush(); err != nil {
@@ -96,8 +113,8 @@ func (s Sockets) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, l)
 	}
 	sum := s.Summary
-	_, err := fmt.Fprintf(w, "%d sockets: %d ok, %d at-risk, %d local, %d unknown; %d listening (max idle %s)\n",
-		sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, sum.Listening, Seconds(s.MaxIdleS))
+	_, err := fmt.Fprintf(w, "%d sockets: %d ok, %d at-risk, %d local, %d unknown%s; %d listening (max idle %s)\n",
+		sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, deadCount(sum), sum.Listening, Seconds(s.MaxIdleS))
 	return err
 }
 
@@ -106,9 +123,12 @@ func (s Sockets) WriteTable(w io.Writer) error {
 func (s Sockets) JUnit() Suites {
 	out := Suites{Name: "kadiag sockets"}
 	for _, p := range s.Processes {
-		name := fmt.Sprintf("pid %d %s", p.PID, p.Comm)
+		name := fmt.Sprintf("pid %d %s", p.PID, label.Clean(p.Comm))
+		if p.Pod != nil {
+			name += " (" + podName(p.Pod) + ")"
+		}
 		if p.PID == 0 {
-			name = "netns " + p.NetnsPath
+			name = "netns " + label.Clean(p.NetnsPath)
 		}
 		suite := Suite{Name: name, Props: []Property{
 			{Name: "netns", Value: p.Netns},
@@ -120,13 +140,13 @@ func (s Sockets) JUnit() Suites {
 			}
 			c := Case{
 				Name:      fmt.Sprintf("fd %d %s -> %s", sk.FD, sk.Local, sk.Remote),
-				Classname: "kadiag.sockets." + p.Comm,
+				Classname: "kadiag.sockets." + label.Clean(p.Comm),
 			}
 			if sk.FD < 0 {
 				c.Name = fmt.Sprintf("inode %d %s -> %s", sk.Inode, sk.Local, sk.Remote)
 			}
 			switch sk.Verdict {
-			case inspect.AtRisk:
+			case inspect.AtRisk, inspect.Dead:
 				c.Failure = &Failure{Message: sk.Reason, Type: string(sk.Verdict)}
 			case inspect.Undetermined:
 				if s.Strict {
@@ -172,6 +192,7 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 		}
 		socks := p.Sockets
 		p.Sockets = nil
+		p.Comm, p.NetnsPath = label.Clean(p.Comm), label.Clean(p.NetnsPath)
 		pb, err := json.Marshal(p)
 		if err != nil {
 			return err
@@ -200,4 +221,43 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 	bw.Write(after)
 	bw.WriteByte('\n')
 	return bw.Flush()
+}
+
+// podName is namespace/pod/container as people write it, "-" outside a pod.
+func podName(id *pod.Identity) string {
+	if id == nil || id.String() == "" {
+		return "-"
+	}
+	return label.Clean(id.String())
+}
+
+// conntrackHeader is the CONNTRACK column's header, present only when the
+// scan looked flows up in conntrack (--max-idle auto, --conntrack-netns).
+func conntrackHeader(on bool) string {
+	if !on {
+		return ""
+	}
+	return "CONNTRACK\t"
+}
+
+// conntrackCell says how long the node's conntrack still holds the flow.
+func conntrackCell(on bool, sk inspect.Socket) string {
+	switch {
+	case !on:
+		return ""
+	case sk.Conntrack != nil:
+		return "forgotten in " + Seconds(sk.Conntrack.RemainingS) + "\t"
+	case sk.Verdict == inspect.Dead:
+		return "forgotten\t"
+	}
+	return "-\t"
+}
+
+// deadCount is ", N dead" when a NAT forgot flows, else nothing (the
+// summary of a scan that did not look is unchanged).
+func deadCount(sum inspect.Summary) string {
+	if sum.Dead == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d dead", sum.Dead)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/label"
 )
 
 // maxSocketTimelines bounds the per-socket timelines of an HTML or Markdown
@@ -18,16 +19,19 @@ const maxSocketTimelines = 12
 func (s Sockets) Document() Document {
 	sum := s.Summary
 	d := Document{Title: "kadiag sockets", Status: StatusOK,
-		Summary: fmt.Sprintf("%d connected sockets: %d ok, %d at risk, %d local, %d unknown; %d listening. Middlebox idle limit %s.",
-			sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, sum.Listening, Seconds(s.MaxIdleS))}
+		Summary: fmt.Sprintf("%d connected sockets: %d ok, %d at risk, %d local, %d unknown%s; %d listening. Middlebox idle limit %s.",
+			sum.Sockets, sum.OK, sum.AtRisk, sum.Local, sum.Unknown, deadCount(sum), sum.Listening, Seconds(s.MaxIdleS))}
 	if s.Failed() {
 		d.Status = StatusFailed
 	}
 	var timelines []Timeline
 	for _, p := range s.Processes {
-		sec := Section{Heading: fmt.Sprintf("pid %d %s", p.PID, p.Comm)}
+		sec := Section{Heading: fmt.Sprintf("pid %d %s", p.PID, label.Clean(p.Comm))}
+		if p.Pod != nil {
+			sec.Heading += " in pod " + podName(p.Pod)
+		}
 		if p.PID == 0 {
-			sec.Heading = "network namespace " + p.NetnsPath
+			sec.Heading = "network namespace " + label.Clean(p.NetnsPath)
 		}
 		sy := p.Sysctl
 		if sy.KeepaliveTime > 0 {
@@ -90,7 +94,7 @@ func socketTone(v inspect.Verdict) Tone {
 	switch v {
 	case inspect.OK:
 		return Good
-	case inspect.AtRisk:
+	case inspect.AtRisk, inspect.Dead:
 		return Bad
 	case inspect.Undetermined:
 		return Warn

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/capture"
+	"github.com/kadiag/kadiag/internal/pod"
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/reports"
 	"github.com/spf13/cobra"
@@ -27,12 +28,13 @@ type captureFlags struct {
 	maxIdle     string
 	probesEvery string
 	snaplen     int
+	pod         podFlags
 }
 
 func newCaptureCmd() *cobra.Command {
 	var fl captureFlags
 	cmd := &cobra.Command{
-		Use:   "capture (--read FILE | --pid N | --netns PATH)",
+		Use:   "capture (--read FILE | --pid N | --pod NAMESPACE/NAME | --netns PATH)",
 		Short: "Proof on the wire that keepalive probes go out, per TCP flow, live or from pcap/pcapng",
 		Long: `capture follows every TCP flow of a capture and reports, per flow, the
 keepalive probes sent (as Wireshark's tcp.analysis.keep_alive), how many were
@@ -42,7 +44,8 @@ silent gap and RSTs, with a verdict against a middlebox's idle limit.
 Offline it reads pcap (micro- and nanosecond) and pcapng files, gzip too, with
 Ethernet (802.1Q), Linux cooked SLL/SLL2 (tcpdump -i any), raw IP and BSD
 loopback frames. Live it captures with AF_PACKET inside the network namespace
-of a process (--pid, only that process's ports) or of a namespace (--netns)
+of a process (--pid, only that process's ports; --pod and --container pick
+the pod's or container's first process) or of a namespace (--netns)
 until Ctrl-C or --duration, optionally saving a pcapng (--write); it stops on
 its own, with the report and a note, when the --pid process exits or an
 interface it reads fails.
@@ -69,8 +72,9 @@ failed, 2 an error.`,
 	f.StringVar(&fl.maxIdle, "max-idle", "350s", "the middlebox's idle limit: a duration or a preset (aws-nat, azure-lb, gcp-nat, ...)")
 	f.StringVar(&fl.probesEvery, "assert-probes-every", "", "fail any flow that stayed silent longer than this without a probe")
 	f.IntVar(&fl.snaplen, "snaplen", 128, "live: bytes kept per packet (headers are enough)")
-	cmd.MarkFlagsMutuallyExclusive("read", "pid", "netns")
-	cmd.MarkFlagsOneRequired("read", "pid", "netns")
+	fl.pod.add(f, true)
+	cmd.MarkFlagsMutuallyExclusive("read", "pid", "netns", "pod")
+	cmd.MarkFlagsOneRequired("read", "pid", "netns", "pod")
 	return cmd
 }
 
@@ -104,6 +108,16 @@ func runCapture(cmd *cobra.Command, fl captureFlags) error {
 		return finishCapture(cmd, res, rerr)
 	}
 
+	if fl.pod.container != "" && fl.pod.pod == "" {
+		return bad("--container selects a container of --pod: give --pod NAMESPACE/NAME too")
+	}
+	if fl.pod.pod != "" {
+		pids, err := fl.pod.pids()
+		if err != nil {
+			return err
+		}
+		fl.pid = pod.Main(pids)
+	}
 	lo := capture.LiveOptions{Pid: fl.pid, Netns: fl.netns, Iface: fl.iface, Write: fl.write, Snaplen: fl.snaplen}
 	if fl.pid < 0 || (cmd.Flags().Changed("pid") && fl.pid == 0) {
 		return bad("--pid %d: not a process id", fl.pid)

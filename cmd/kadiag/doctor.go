@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/kadiag/kadiag/doctor"
+	"github.com/kadiag/kadiag/internal/pod"
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/reports"
 	"github.com/spf13/cobra"
@@ -14,12 +15,13 @@ func init() { subcommands = append(subcommands, newDoctorCmd) }
 func newDoctorCmd() *cobra.Command {
 	var (
 		pid       int
-		maxIdle   string
+		nf        nodeFlags
 		container string
 		libDir    string
+		pf        podFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "doctor --pid N",
+		Use:   "doctor (--pid N | --pod NAMESPACE/NAME [--container NAME])",
 		Short: "One screen for one process: what is wrong with its idle connections and what to change",
 		Long: `doctor examines one process and answers "what is wrong and what do I change":
 the runtime (JVM and its version, Go and its build info, Python, Node; glibc,
@@ -36,17 +38,37 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk or the library is not
 effective, 2 an error.`,
 		Example: `  kadiag doctor --pid 4711
   kadiag doctor --pid $(pgrep -o java) --max-idle azure-lb
+  sudo kadiag doctor --pod payments/api-7f9c --container api
   kadiag doctor --pid 4711 -o markdown >> "$GITHUB_STEP_SUMMARY"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if pid == 0 {
-				return usageError{err: fmt.Errorf("--pid is required (the process to examine)"), cmd: cmd}
+			switch {
+			case pid != 0 && pf.pod != "":
+				return usageError{err: fmt.Errorf("give --pid or --pod, not both"), cmd: cmd}
+			case pf.pod != "":
+				pf.container = ""
+				if cmd.Flags().Changed("container") {
+					pf.container = container
+				}
+				pids, err := pf.pids()
+				if err != nil {
+					return err
+				}
+				// The container's first process: the one whose parent is
+				// outside it.
+				pid = pod.Main(pids)
+			case pid == 0:
+				return usageError{err: fmt.Errorf("--pid is required (the process to examine), or --pod NAMESPACE/NAME"), cmd: cmd}
 			}
-			idle, err := middlebox.ParseIdle(maxIdle)
+			if !cmd.Flags().Changed("container") {
+				// The patch names the process's own container when known.
+				container = ""
+			}
+			idle, nbo, err := nf.parse()
 			if err != nil {
-				return usageError{err: fmt.Errorf("--max-idle: %w", err), cmd: cmd}
+				return usageError{err: err, cmd: cmd}
 			}
-			r, err := doctor.Diagnose(pid, doctor.Options{MaxIdle: idle, Container: container, LibDir: libDir})
+			r, err := doctor.Diagnose(pid, doctor.Options{MaxIdle: idle, Container: container, LibDir: libDir, LogRoot: pf.logRoot, Middleboxes: nbo})
 			if err != nil {
 				return err
 			}
@@ -61,11 +83,12 @@ effective, 2 an error.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&pid, "pid", 0, "the process to examine")
-	f.StringVar(&maxIdle, "max-idle", "350s", "middlebox idle timeout: a duration or a preset (aws-nat, aws-nlb, azure-lb, azure-nat, gcp-nat, swarm-ipvs)")
-	f.StringVar(&container, "container", "app", "the application container's name, for the Kubernetes patch")
+	nf.add(f)
+	f.StringVar(&container, "container", "app", "the application container's name: with --pod, the container to examine; and the name the Kubernetes patch uses (default: the process's own container, else app)")
+	pf.add(f, false)
 	f.StringVar(&libDir, "lib-dir", "/usr/local/lib/kadiag", "where the fix puts the preload library on a host")
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		var out []string
+		out := []string{"auto\tthe smallest conntrack or IPVS timeout this node shows on each flow's path"}
 		for _, p := range middlebox.Presets() {
 			out = append(out, p.Name+"\t"+p.Source)
 		}

@@ -14,7 +14,7 @@ import (
 
 // productDirs are the packages whose errors reach users.
 var productDirs = []string{".", "../../inspect", "../../preload", "../../capture", "../../simulate", "../../middlebox",
-	"../../doctor", "../../reports", "../../exporter", "../../path", "../../fix", "../../internal/bpf"}
+	"../../doctor", "../../reports", "../../exporter", "../../path", "../../fix", "../../internal/bpf", "../../internal/pod", "../../nodebox"}
 
 var verb = regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z]`)
 

@@ -154,17 +154,24 @@ func (e *runningExporter) logText() string {
 // every second, and returns its base URL once it is ready.
 func startPrometheus(t *testing.T, target string) string {
 	t.Helper()
+	return startPrometheusJob(t, fmt.Sprintf(`    static_configs:
+      - targets: [%q]
+`, target))
+}
+
+// startPrometheusJob is startPrometheus with the kadiag job's settings
+// (targets, scheme, TLS, auth) given as YAML.
+func startPrometheusJob(t *testing.T, job string) string {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
-	conf := fmt.Sprintf(`global:
+	conf := `global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
 scrape_configs:
   - job_name: kadiag
-    static_configs:
-      - targets: [%q]
-`, target)
+` + job
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +341,7 @@ func TestExporterPrometheus(t *testing.T) {
 	srv := startLines(t, server.Command(py, "testdata/hold_server.py", "8080"))
 	// hold_server prints "ready" once listening; startLines consumed it.
 
-	exp := startExporter(t, "--interval", "1s")
+	exp := startExporter(t, "--interval", "1s", "--per-process")
 	prom := startPrometheus(t, exp.addr)
 
 	const (
@@ -412,6 +419,21 @@ func TestExporterPrometheus(t *testing.T) {
 		b.pid:   {Off: 1},
 		d.pid:   {},
 	})
+	// A process whose comm is not UTF-8 (the kernel's 15-byte cut inside a
+	// character) and holds a control character is served with the cleaned
+	// name, and the others stay (checked again at every step below).
+	hostile := startLines(t, client.Command(py, "-c", `import socket, sys
+open("/proc/self/comm", "wb").write(b"bad\x1b[2J\xe6\x95")
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print("ready", flush=True)
+sys.stdin.read()`))
+	if !testenv.WaitUntil(30*time.Second, func() bool {
+		got := promQuery(t, prom, fmt.Sprintf(`kadiag_tcp_sockets{pid="%d",keepalive_source="getsockopt"}`, hostile.pid))
+		return len(got) == 1 && got[0].Metric["comm"] == `bad\x1b[2J\xe6\x95`
+	}) {
+		t.Fatalf("Prometheus has no series with the cleaned comm for pid %d: %+v", hostile.pid,
+			promQuery(t, prom, fmt.Sprintf(`kadiag_tcp_sockets{pid="%d"}`, hostile.pid)))
+	}
 	for _, pid := range []int{a.pid, d.pid} {
 		want := "0"
 		if pid == d.pid {

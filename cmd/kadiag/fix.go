@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kadiag/kadiag/fix"
+	"github.com/kadiag/kadiag/internal/pod"
 	"github.com/kadiag/kadiag/middlebox"
 	"github.com/kadiag/kadiag/reports"
 	"github.com/spf13/cobra"
@@ -53,9 +54,10 @@ func newFixCmd() *cobra.Command {
 		cgroupOf, list, remove   bool
 		hold, dryRun, allSockets bool
 		via, watch               string
+		pf                       podFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "fix (--pid N | --cgroup PATH | --pid N --cgroup-of | --list)",
+		Use:   "fix (--pid N | --pod NAMESPACE/NAME | --cgroup PATH | --pid N --cgroup-of | --list)",
 		Short: "Turn keepalive on where the preload cannot: a running process's sockets, or every new connection of a cgroup",
 		Long: `fix sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT (and
 TCP_USER_TIMEOUT with --user-timeout), with the preload library's enforce
@@ -97,6 +99,20 @@ Exit codes: 0 done, 1 a socket could not be fixed, 2 an error.`,
 			s, err := ka.settings()
 			if err != nil {
 				return usageError{err: err, cmd: cmd}
+			}
+			if pf.container != "" && pf.pod == "" {
+				return usage("--container selects a container of --pod: give --pod NAMESPACE/NAME too")
+			}
+			if pf.pod != "" {
+				if pid != 0 {
+					return usage("give --pid or --pod, not both")
+				}
+				pids, err := pf.pids()
+				if err != nil {
+					return err
+				}
+				// The container's first process, as doctor and capture take it.
+				pid = pod.Main(pids)
 			}
 			isCgroup := cgroup != "" || cgroupOf
 			switch {
@@ -174,6 +190,7 @@ Exit codes: 0 done, 1 a socket could not be fixed, 2 an error.`,
 	f := cmd.Flags()
 	f.IntVar(&pid, "pid", 0, "process whose sockets to fix (with --cgroup-of: whose cgroup)")
 	f.StringVar(&cgroup, "cgroup", "", "cgroup v2 directory, or its path as /proc/PID/cgroup prints it, whose new connections to fix")
+	pf.add(f, true)
 	f.BoolVar(&cgroupOf, "cgroup-of", false, "with --pid: fix the process's cgroup instead of its sockets")
 	f.BoolVar(&list, "list", false, "list the cgroup policies kadiag pinned")
 	f.BoolVar(&remove, "remove", false, "detach kadiag's policy from --cgroup")

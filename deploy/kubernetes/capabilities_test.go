@@ -80,7 +80,7 @@ func TestCapabilities(t *testing.T) {
 		// As uid 0, exec grants every capability left in the bounding set:
 		// the container's situation with drop ALL + add.
 		e := exec.Command("setpriv", "--bounding-set="+bounding, "--inh-caps=-all", "--",
-			bin, "exporter", "--listen=127.0.0.1:0", "--interval=1s")
+			bin, "exporter", "--listen=127.0.0.1:0", "--interval=1s", "--per-process")
 		errPipe, _ := e.StderrPipe()
 		if err := e.Start(); err != nil {
 			t.Fatal(err)

@@ -196,6 +196,25 @@ func TestManifests(t *testing.T) {
 	if !slices.Contains(c.Args, fmt.Sprintf("--listen=:%d", port)) {
 		t.Errorf("args %v do not listen on the metrics port %d", c.Args, port)
 	}
+	// The kubelet's log layout names pods: the node's /var/log, read-only,
+	// mounted where --log-root says.
+	var logRoot string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--log-root="); ok {
+			logRoot = v
+		}
+	}
+	mounted := false
+	for _, vm := range c.VolumeMounts {
+		for _, v := range pod.Volumes {
+			if v.Name == vm.Name && v.HostPath != nil && v.HostPath.Path == "/var/log" && vm.MountPath == logRoot && vm.ReadOnly {
+				mounted = true
+			}
+		}
+	}
+	if logRoot == "" || !mounted {
+		t.Errorf("the node's /var/log is not mounted read-only at --log-root %q: pods would have no names", logRoot)
+	}
 	sc := c.SecurityContext
 	if sc == nil || sc.Capabilities == nil {
 		t.Fatal("no securityContext.capabilities")
@@ -262,6 +281,9 @@ func TestManifests(t *testing.T) {
 		t.Errorf("ServiceMonitor namespaces %v", nss)
 	}
 	ep := get(t, sm, "spec", "endpoints", 0).(map[string]any)
+	if ep["honorLabels"] != true {
+		t.Errorf("ServiceMonitor endpoint without honorLabels: the target's namespace/pod/container would overwrite the scanned process's")
+	}
 	if ep["port"] != "metrics" || ep["path"] != "/metrics" {
 		t.Errorf("ServiceMonitor endpoint %v", ep)
 	}
@@ -414,25 +436,65 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'kadiag_tcp_at_risk_connections{node="n1",pid="42",comm="java",container_id="c1",pod_uid="u1",reason="keepalive_off"}'
+      - series: 'kadiag_tcp_at_risk_connections{node="n1",namespace="shop",pod="cart-0",container="app",pod_uid="u1",container_id="c1",comm="",reason="keepalive_off"}'
         values: '3x40'
-      - series: 'kadiag_tcp_at_risk_connections{node="n1",pid="43",comm="java",container_id="c1",pod_uid="u1",reason="keepalive_off"}'
-        values: '1x40'
-      - series: 'kadiag_tcp_at_risk_connections{node="n1",pid="50",comm="curl",container_id="",pod_uid="",reason="idle_too_long"}'
+      - series: 'kadiag_tcp_at_risk_connections{node="n1",namespace="shop",pod="cart-0",container="app",pod_uid="u1",container_id="c1b",comm="",reason="keepalive_off"}'
+        values: '_x20 1x20'
+      - series: 'kadiag_tcp_at_risk_connections{node="n1",namespace="",pod="",container="",pod_uid="",container_id="",comm="curl",reason="idle_too_long"}'
         values: '2x10 0x30'
-      - series: 'kadiag_tcp_at_risk_connections{node="n2",pid="60",comm="nginx",container_id="c2",pod_uid="u2",reason="keepalive_off"}'
+      - series: 'kadiag_tcp_at_risk_connections{node="n2",namespace="web",pod="nginx-1",container="nginx",pod_uid="u2",container_id="c2",comm="",reason="keepalive_off"}'
         values: '0x40'
+      # A replaced pod of the same name: same namespace and pod, new UID.
+      - series: 'kadiag_tcp_at_risk_connections{node="n2",namespace="db",pod="pg-0",container="pg",pod_uid="u4",container_id="c4",comm="",reason="keepalive_off"}'
+        values: '5x40'
+      - series: 'kadiag_tcp_dead_connections{node="n1",namespace="shop",pod="cart-0",container="app",pod_uid="u1",container_id="c1",comm=""}'
+        values: '0x10 2x30'
+      - series: 'kadiag_tcp_dead_connections{node="n2",namespace="web",pod="nginx-1",container="nginx",pod_uid="u2",container_id="c2",comm=""}'
+        values: '0x40'
+      # kube-state-metrics: one kube_pod_info per pod, with its uid.
+      - series: 'kube_pod_info{namespace="shop",pod="cart-0",uid="u1",node="n1",created_by_kind="StatefulSet",created_by_name="cart"}'
+        values: '1x40'
+      - series: 'kube_pod_info{namespace="web",pod="nginx-1",uid="u2",node="n2",created_by_kind="ReplicaSet",created_by_name="nginx-7f9c"}'
+        values: '1x40'
+      - series: 'kube_pod_info{namespace="db",pod="pg-0",uid="u3",node="n2",created_by_kind="StatefulSet",created_by_name="pg"}'
+        values: '1x40'
+    promql_expr_test:
+      - expr: namespace_workload:kadiag_tcp_at_risk_connections:sum
+        eval_time: 30m
+        exp_samples:
+          - labels: 'namespace_workload:kadiag_tcp_at_risk_connections:sum{namespace="shop",created_by_kind="StatefulSet",created_by_name="cart",reason="keepalive_off"}'
+            value: 4
+          - labels: 'namespace_workload:kadiag_tcp_at_risk_connections:sum{namespace="web",created_by_kind="ReplicaSet",created_by_name="nginx-7f9c",reason="keepalive_off"}'
+            value: 0
     alert_rule_test:
+      - eval_time: 11m
+        alertname: KadiagDeadConnections
+        exp_alerts:
+          []
+      - eval_time: 14m
+        alertname: KadiagDeadConnections
+        exp_alerts:
+          - exp_labels: {severity: critical, node: n1, namespace: shop, pod: cart-0, container: app}
+            exp_annotations:
+              summary: "connections already forgotten by the NAT"
+              description: "2 ESTABLISHED connections of shop/cart-0/app on n1 have no conntrack entry in the node's NAT any more: the application waits on connections that are gone, and the next reply is lost."
+              runbook_url: "https://github.com/kadiag/kadiag/blob/main/docs/exporter.md#runbook-dead-connections"
       - eval_time: 10m
         alertname: KadiagConnectionsAtRiskOfSilentIdleDrop
-        exp_alerts: []
+        exp_alerts:
+          []
       - eval_time: 30m
         alertname: KadiagConnectionsAtRiskOfSilentIdleDrop
         exp_alerts:
-          - exp_labels: {severity: warning, node: n1, pod_uid: u1, container_id: c1, comm: java, reason: keepalive_off}
+          - exp_labels: {severity: warning, node: n1, namespace: shop, pod: cart-0, container: app, reason: keepalive_off}
             exp_annotations:
               summary: "connections at risk of silent idle drop"
-              description: "4 TCP connections of java on n1 (pod uid u1, container c1) can sit idle longer than the middlebox idle timeout (keepalive_off): a NAT gateway or load balancer will forget them and the next reply is lost without an error."
+              description: "4 TCP connections of shop/cart-0/app on n1 can sit idle longer than the middlebox idle timeout (keepalive_off): a NAT gateway or load balancer will forget them and the next reply is lost without an error."
+              runbook_url: "https://github.com/kadiag/kadiag/blob/main/docs/exporter.md#runbook-connections-at-risk-of-silent-idle-drop"
+          - exp_labels: {severity: warning, node: n2, namespace: db, pod: pg-0, container: pg, reason: keepalive_off}
+            exp_annotations:
+              summary: "connections at risk of silent idle drop"
+              description: "5 TCP connections of db/pg-0/pg on n2 can sit idle longer than the middlebox idle timeout (keepalive_off): a NAT gateway or load balancer will forget them and the next reply is lost without an error."
               runbook_url: "https://github.com/kadiag/kadiag/blob/main/docs/exporter.md#runbook-connections-at-risk-of-silent-idle-drop"
 `, rules)
 	tf := filepath.Join(t.TempDir(), "rules_test.yml")

@@ -1,4 +1,4 @@
-package exporter
+package pod
 
 import (
 	"bufio"
@@ -8,25 +8,34 @@ import (
 	"strings"
 )
 
-// Container identifies the container and Kubernetes pod a process runs in,
-// as its cgroup path shows them. Empty fields mean the path does not say
-// (a host process, or a runtime whose layout is not recognised).
-type Container struct {
-	// ID is the runtime's container id (64 hex digits), without the
-	// "containerd://" prefix Kubernetes shows in a pod's status.
-	ID string
-	// PodUID is the pod's metadata.uid, with dashes.
+// Cgroup is what a process's /proc/PID/cgroup says about where it runs.
+// Empty fields mean the file does not say (a host process, or a runtime
+// whose layout is not recognised).
+type Cgroup struct {
+	// Path is the process's cgroup: the v2 line, else the first v1 one.
+	Path string
+	// Runtime is the container runtime the path names: containerd, cri-o,
+	// docker or podman.
+	Runtime string
+	// ContainerID is the runtime's container id (64 hex digits), without
+	// the "containerd://" prefix Kubernetes shows in a pod's status.
+	ContainerID string
+	// PodUID is the pod's metadata.uid, with dashes (32 hex digits for a
+	// static pod: the kubelet's hash of its manifest).
 	PodUID string
 }
 
-// readContainer reads /proc/PID/cgroup.
-func readContainer(pid int) Container {
+// ReadCgroup reads /proc/PID/cgroup.
+func ReadCgroup(pid int) (Cgroup, error) {
 	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
-		return Container{}
+		return Cgroup{}, err
 	}
-	return ParseCgroup(b)
+	return ParseCgroup(b), nil
 }
+
+// procRoot is where procfs is mounted.
+const procRoot = "/proc"
 
 // ParseCgroup finds the container id and pod uid in the contents of a
 // /proc/PID/cgroup file. It knows the layouts of the systemd and cgroupfs
@@ -36,13 +45,13 @@ func readContainer(pid int) Container {
 // may be relative to a cgroup namespace ("/../../kubepods-…"), as a
 // containerised reader sees them. Of several lines (cgroup v1 controllers)
 // the one that tells the most wins.
-func ParseCgroup(b []byte) Container {
-	var best Container
+func ParseCgroup(b []byte) Cgroup {
+	var best, c Cgroup
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		// hierarchy-ID:controllers:path; the path may itself hold colons.
-		_, rest, ok := strings.Cut(sc.Text(), ":")
+		id, rest, ok := strings.Cut(sc.Text(), ":")
 		if !ok {
 			continue
 		}
@@ -50,20 +59,38 @@ func ParseCgroup(b []byte) Container {
 		if !ok {
 			continue
 		}
-		c := parseCgroupPath(path)
+		if id == "0" || best.Path == "" {
+			best.Path = path
+		}
+		c = parseCgroupPath(path)
 		if score(c) > score(best) {
-			best = c
+			best.ContainerID, best.PodUID = c.ContainerID, c.PodUID
 		}
-		if best.ID != "" && best.PodUID != "" {
-			break
-		}
+	}
+	if best.ContainerID != "" || best.PodUID != "" {
+		best.Runtime = runtimeOf(string(b))
 	}
 	return best
 }
 
-func score(c Container) int {
+// runtimeOf names the runtime from the words its cgroups carry.
+func runtimeOf(text string) string {
+	switch {
+	case strings.Contains(text, "cri-containerd"):
+		return "containerd"
+	case strings.Contains(text, "crio-"):
+		return "cri-o"
+	case strings.Contains(text, "libpod-"):
+		return "podman"
+	case strings.Contains(text, "docker"):
+		return "docker"
+	}
+	return ""
+}
+
+func score(c Cgroup) int {
 	n := 0
-	if c.ID != "" {
+	if c.ContainerID != "" {
 		n++
 	}
 	if c.PodUID != "" {
@@ -76,8 +103,8 @@ func score(c Container) int {
 // crio-conmon- is CRI-O's monitor process, which belongs to no container.
 var containerPrefixes = []string{"cri-containerd-", "crio-", "docker-", "libpod-"}
 
-func parseCgroupPath(path string) Container {
-	var c Container
+func parseCgroupPath(path string) Cgroup {
+	var c Cgroup
 	for _, seg := range strings.Split(path, "/") {
 		if seg == "" || seg == ".." {
 			continue
@@ -87,19 +114,21 @@ func parseCgroupPath(path string) Container {
 			continue
 		}
 		if id, ok := containerID(seg); ok {
-			c.ID = id
+			c.ContainerID = id
 		}
 	}
 	return c
 }
 
-// containerID recognises "<runtime>-<id>.scope" and a bare id (cgroupfs).
+// containerID recognises "<runtime>-<id>.scope" (systemd driver),
+// "<runtime>-<id>" (CRI-O under the cgroupfs driver) and a bare id
+// (containerd and Docker under cgroupfs).
 func containerID(seg string) (string, bool) {
 	if isHex(seg, 64) {
 		return seg, true
 	}
-	base, ok := strings.CutSuffix(seg, ".scope")
-	if !ok || strings.HasPrefix(base, "crio-conmon-") {
+	base := strings.TrimSuffix(seg, ".scope")
+	if strings.HasPrefix(base, "crio-conmon-") {
 		return "", false
 	}
 	for _, p := range containerPrefixes {

@@ -1,4 +1,4 @@
-package exporter
+package pod
 
 import (
 	"os"
@@ -26,7 +26,7 @@ func FuzzParseCgroup(f *testing.F) {
 	f.Add([]byte("0::/kubepods/burstable/pod6e9d9f1c-3f52-4c4b-9a1e-0c2b7c6d3e11/4b1f8a2e8f0f6c7d2b3a1e9f0d8c7b6a5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := ParseCgroup(b)
-		if !wellFormedContainerID.MatchString(c.ID) || !wellFormedPodUID.MatchString(c.PodUID) {
+		if !wellFormedContainerID.MatchString(c.ContainerID) || !wellFormedPodUID.MatchString(c.PodUID) {
 			t.Fatalf("ParseCgroup(%q) = %+v: malformed label values", b, c)
 		}
 	})
