@@ -91,8 +91,16 @@ func TestScanPIDsAgainstGetsockoptAndSS(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 	p := r.Processes[0]
-	if p.PID != client.pid || p.Comm == "" || !strings.HasPrefix(p.Netns, "net:[") {
-		t.Errorf("process %+v", p)
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", client.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	netns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", client.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PID != client.pid || p.Comm != strings.TrimSpace(string(comm)) || p.Netns != netns {
+		t.Errorf("process %+v, want comm %q and netns %s (the kernel's own)", p, strings.TrimSpace(string(comm)), netns)
 	}
 	if p.Sysctl != (Sysctl{600, 30, 5}) {
 		t.Errorf("sysctl %+v, want the client namespace's 600/30/5", p.Sysctl)
