@@ -80,7 +80,7 @@ var (
 		"The middlebox idle timeout connections are judged against (--max-idle).", nil, nil)
 )
 
-var sources = []inspect.Source{inspect.Exact, inspect.Inferred, inspect.Unknown}
+var sources = []inspect.Source{inspect.BPF, inspect.Exact, inspect.Inferred, inspect.Unknown}
 
 func (e *Exporter) descs() descs {
 	if e.o.PerProcess {

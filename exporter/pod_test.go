@@ -186,11 +186,17 @@ func TestPerContainerSeries(t *testing.T) {
 		{"kadiag_tcp_at_risk_connections", ctr + ",reason=keepalive_off", 3},
 		{"kadiag_tcp_at_risk_connections", ctr + ",reason=idle_too_long", 1},
 		{"kadiag_tcp_idle_keepalive_off_connections", ctr, 3},
-		{"kadiag_tcp_sockets", "comm=,container=cart,container_id=" + id + ",keepalive_source=getsockopt,namespace=shop,pod=cart-0,pod_uid=" + uid, 5},
 	} {
 		if v, ok := got[tt.metric][tt.labels]; !ok || v != tt.want {
 			t.Errorf("%s{%s} = %v (present %v), want %v\nall: %v", tt.metric, tt.labels, v, ok, tt.want, got[tt.metric])
 		}
+	}
+	// Exact: through the BPF iterators where kadiag may load them, else getsockopt.
+	src := func(s string) string {
+		return "comm=,container=cart,container_id=" + id + ",keepalive_source=" + s + ",namespace=shop,pod=cart-0,pod_uid=" + uid
+	}
+	if v := got["kadiag_tcp_sockets"][src("bpf")] + got["kadiag_tcp_sockets"][src("getsockopt")]; v != 5 {
+		t.Errorf("kadiag_tcp_sockets read exactly (bpf + getsockopt) = %v, want 5\nall: %v", v, got["kadiag_tcp_sockets"])
 	}
 	// The host client is summed with every other python3 on this host.
 	if v := got["kadiag_tcp_processes"]["comm=python3,container=,container_id=,namespace=,pod=,pod_uid="]; v < 1 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kadiag/kadiag/internal/bpf"
 	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -28,6 +29,10 @@ type namespace struct {
 	sysctl      Sysctl
 	err         error // the dump failed: every process in it fails
 	interrupted bool  // the dump kept being interrupted: it may lack sockets
+
+	tcp        *bpf.TCPReader       // set when the BPF path reads (bpfread.go)
+	bpfSockets map[uint64]bpfSocket // what it read, by inode
+	bpfErr     error
 }
 
 // selfNetns returns the caller's network namespace inode (0 if unknown).
@@ -78,9 +83,12 @@ func (n *namespace) load() {
 		defer ns.Close()
 	}
 	n.h = netns.None()
-	n.sockets, n.interrupted, n.err = dump(ns, n.same, n.id)
-	if n.err != nil {
-		return
+	// The BPF iterator, where it runs, gives all the dump would (bpfread.go).
+	if !n.loadBPF(ns) {
+		n.sockets, n.interrupted, n.err = dump(ns, n.same, n.id)
+		if n.err != nil {
+			return
+		}
 	}
 	n.sysctl, _ = readSysctl(ns, n.same)
 }

@@ -79,6 +79,12 @@ type Options struct {
 	// NoExact skips pidfd_getfd and infers every value from kernel timers,
 	// as an unprivileged caller gets them.
 	NoExact bool
+	// ExplainSource adds a note saying which read path gave the values
+	// (BPF iterators, pidfd_getfd + getsockopt, kernel timers) and why.
+	ExplainSource bool
+
+	// noBPF skips the BPF iterators: tests compare both exact paths.
+	noBPF bool
 
 	// beforeDup, when set, runs before each descriptor is duplicated: tests
 	// use it to reuse a descriptor number between listing and duplication.

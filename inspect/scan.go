@@ -154,6 +154,8 @@ type scan struct {
 	nss     map[uint64]*namespace
 	selfIno uint64
 	cgroups *cgroupGuard // nil unless a net_cls/net_prio v1 hierarchy is mounted
+	bpf     *bpfPath     // nil unless the BPF iterators read (bpfread.go)
+	bpfWhy  string       // why they do or do not
 
 	mu    sync.Mutex
 	notes []string
@@ -230,6 +232,8 @@ const chunk = 1024
 // run loads namespaces and descriptors, then joins them. With explicit
 // pids, errors other than a process exiting fail the scan.
 func (s *scan) run(explicit bool) error {
+	s.openBPF(explicit)
+	defer s.closeBPF()
 	nss := make([]*namespace, 0, len(s.nss))
 	for _, n := range s.nss {
 		nss = append(nss, n)
@@ -245,8 +249,13 @@ func (s *scan) run(explicit bool) error {
 		}
 		i -= len(nss)
 		p := s.procs[i]
+		if fds, ok, err := s.bpfFDs(p.PID); ok {
+			p.fds, fdErrs[i] = fds, err
+			return
+		}
 		p.fds, fdErrs[i] = socketFDs(p.PID, nil)
 	})
+	s.rereadBPF()
 	exited := 0
 	if testHookAfterListing != nil {
 		testHookAfterListing()
@@ -319,10 +328,10 @@ func (s *scan) run(explicit bool) error {
 			continue
 		}
 		p.finish()
-		if p.denied.Load() {
+		if p.denied.Load() && p.hasInferred() {
 			inferred++
 		}
-		if p.cgroupV1 != "" {
+		if p.cgroupV1 != "" && p.hasInferred() {
 			s.notef("pid %d: keepalive values inferred from kernel timers, not read exactly: %s, and duplicating its sockets (pidfd_getfd) would rewrite their net_cls classid and net_prio index to kadiag's (cgroup v1); run kadiag in the same net_cls/net_prio cgroups for exact values (see docs/privileges.md)", p.PID, p.cgroupV1)
 		}
 	}
@@ -397,6 +406,9 @@ func (s *scan) join(p *proc, lo, hi int) {
 			continue
 		}
 		*sk = newSocket(f.fd, &e)
+		if s.setBPF(p.ns, sk, f.inode, &e) {
+			continue
+		}
 		if !p.exact.Load() {
 			sk.setInferred(&e, p.ns.sysctl)
 			continue

@@ -124,7 +124,7 @@ func TestFDReuseBetweenListingAndDuplication(t *testing.T) {
 	unix.Fstat(listed, &st)
 	listedIno := st.Ino
 	reused := false
-	o := Options{beforeDup: func(pid, fd int) {
+	o := Options{noBPF: true, beforeDup: func(pid, fd int) {
 		if fd == listed && !reused {
 			reused = true
 			// The process closes the number and reuses it for another socket.
@@ -334,7 +334,7 @@ func TestNetClsCgroupLeftAlone(t *testing.T) {
 		t.Fatalf("ss --tos before the scan: class ids %q, want [%s]", before, want)
 	}
 
-	r, err := ScanPIDs([]int{client.pid}, Options{})
+	r, err := ScanPIDs([]int{client.pid}, Options{noBPF: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +347,17 @@ func TestNetClsCgroupLeftAlone(t *testing.T) {
 	}
 	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "net_cls classid") || !strings.Contains(r.Notes[0], "/kadiag-t") {
 		t.Errorf("notes %q: want one naming the net_cls cgroup", r.Notes)
+	}
+	// The BPF iterators duplicate nothing: exact values, classid unchanged.
+	r, err = ScanPIDs([]int{client.pid}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := ssClassIDs(t, l.client); len(after) != 1 || after[0] != want {
+		t.Errorf("the BPF scan changed the socket's net_cls classid: %q, was %s", after, want)
+	}
+	if sk := r.Processes[0].Sockets; len(sk) != 1 || sk[0].Keepalive.Source != BPF || sk[0].Keepalive.IdleS != 60 || len(r.Notes) != 0 {
+		t.Errorf("BPF scan: sockets %+v notes %q: want one read by BPF (idle 60s), no note", sk, r.Notes)
 	}
 }
 

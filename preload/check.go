@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/label"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 	"golang.org/x/sys/unix"
@@ -144,7 +145,7 @@ func judge(s Socket, c Config) SocketCheck {
 	if !s.Keepalive {
 		p = append(p, "keepalive off")
 	}
-	if s.Source != "" && s.Source != "getsockopt" {
+	if s.Source != "" && !inspect.Source(s.Source).IsExact() {
 		// Inferred timings are estimates from the kernel's timer: only the
 		// keepalive switch itself is certain.
 		if len(p) > 0 {
@@ -220,7 +221,7 @@ func (r *CheckResult) verdict() {
 		r.Notes = append(r.Notes, "the library is loaded and configured; the process has no TCP sockets to verify yet")
 	}
 	for _, s := range r.Sockets {
-		if s.Source != "" && s.Source != "getsockopt" {
+		if s.Source != "" && !inspect.Source(s.Source).IsExact() {
 			r.Notes = append(r.Notes, "socket timings were inferred from kernel timers, not read exactly: run as root (or with CAP_SYS_PTRACE) for exact values")
 			break
 		}

@@ -23,8 +23,8 @@ type Socket struct {
 	// NoUserTimeout: the socket has no TCP_USER_TIMEOUT (MPTCP), so a
 	// configured user timeout cannot apply to it.
 	NoUserTimeout bool
-	// Source is "getsockopt" for exact values (root or CAP_SYS_PTRACE), or
-	// "inferred" from the kernel's keepalive timer.
+	// Source is "bpf" or "getsockopt" for exact values (see
+	// inspect.Source), or "inferred" from the kernel's keepalive timer.
 	Source string
 }
 

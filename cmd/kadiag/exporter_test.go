@@ -269,7 +269,7 @@ func oracleCounts(t *testing.T, pids []int) map[int]procCounts {
 			if s.State == "ESTABLISHED" {
 				c.Established++
 			}
-			if s.Keepalive.Source == inspect.Exact {
+			if s.Keepalive.Source.IsExact() {
 				c.Exact++
 			}
 		}
@@ -314,10 +314,10 @@ func promCounts(t *testing.T, base string, pids []int) map[int]procCounts {
 		c.Established = val(s)
 		out[pid] = c
 	}
-	for _, s := range promQuery(t, base, `kadiag_tcp_sockets{keepalive_source="getsockopt",`+sel[1:]) {
+	for _, s := range promQuery(t, base, `kadiag_tcp_sockets{keepalive_source=~"bpf|getsockopt",`+sel[1:]) {
 		pid, _ := strconv.Atoi(s.Metric["pid"])
 		c := out[pid]
-		c.Exact = val(s)
+		c.Exact += val(s)
 		out[pid] = c
 	}
 	return out

@@ -28,7 +28,7 @@ func TestGoServerMPTCP(t *testing.T) {
 		t.Fatalf("sockets: exit %d, stderr %q, %+v", code, stderr, r)
 	}
 	lis := r.Processes[0].Sockets[0]
-	if lis.State != "LISTEN" || lis.Protocol != "mptcp" || lis.Keepalive.Source != "getsockopt" || !lis.Keepalive.UserTimeoutUnsupported || lis.Keepalive.IdleS == 0 {
+	if lis.State != "LISTEN" || lis.Protocol != "mptcp" || !lis.Keepalive.Source.IsExact() || !lis.Keepalive.UserTimeoutUnsupported || lis.Keepalive.IdleS == 0 {
 		t.Errorf("Go listener: %+v; want an MPTCP listener read exactly (Go turns keepalive on per accepted connection), user timeout not supported", lis)
 	}
 	table, _, _ := runKadiag(t, "sockets", "--pid", p)

@@ -15,20 +15,24 @@ func init() { subcommands = append(subcommands, newSocketsCmd) }
 
 func newSocketsCmd() *cobra.Command {
 	var (
-		pids   []int
-		all    bool
-		nsPath string
-		nf     nodeFlags
-		strict bool
-		pf     podFlags
+		pids    []int
+		all     bool
+		nsPath  string
+		nf      nodeFlags
+		strict  bool
+		pf      podFlags
+		explain bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sockets (--pid N ... | --pod NAMESPACE/NAME | --all | --netns PATH)",
 		Short: "Is keepalive armed on a process's TCP sockets, and will they survive the middlebox?",
 		Long: `sockets reads every TCP socket of the given processes from the kernel
 (inet_diag inside the process's network namespace) and, as root, the exact
-keepalive options of each socket (pidfd_getfd + getsockopt). Without that
-privilege the values are inferred from the kernel's keepalive timer.
+keepalive options of each socket: through BPF iterators where the kernel has
+BTF and kadiag has CAP_BPF and CAP_PERFMON (source "bpf", touching nothing),
+else with pidfd_getfd + getsockopt (source "getsockopt"). Without either
+privilege the values are inferred from the kernel's keepalive timer;
+--explain-source says which path was used and why.
 
 Each connected socket is judged against the middlebox idle timeout
 (--max-idle, a duration or a preset):
@@ -77,7 +81,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk or dead, 2 an error.`,
 					return err
 				}
 			}
-			o := inspect.Options{MaxIdle: idle, Strict: strict}
+			o := inspect.Options{MaxIdle: idle, Strict: strict, ExplainSource: explain}
 			var r *inspect.Report
 			switch {
 			case all:
@@ -117,6 +121,7 @@ Exit codes: 0 nothing at risk, 1 a socket is at risk or dead, 2 an error.`,
 	nf.add(f)
 	f.BoolVar(&strict, "strict", false, "count sockets whose keepalive state is unknown as failures")
 	pf.add(f, true)
+	f.BoolVar(&explain, "explain-source", false, "add a note saying how keepalive values were read (BPF iterators, pidfd_getfd + getsockopt, kernel timers) and why")
 	cmd.RegisterFlagCompletionFunc("max-idle", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		out := []string{"auto\tthe smallest conntrack or IPVS timeout this node shows on each flow's path"}
 		for _, p := range middlebox.Presets() {

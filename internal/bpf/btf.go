@@ -11,7 +11,9 @@ import (
 
 // vmlinuxPath is the kernel's own BTF. Tests point it elsewhere to see
 // what a kernel without BTF gets.
-var vmlinuxPath = "/sys/kernel/btf/vmlinux"
+var vmlinuxPath = defaultVmlinux
+
+const defaultVmlinux = "/sys/kernel/btf/vmlinux"
 
 var kernel struct {
 	sync.Mutex
@@ -19,12 +21,23 @@ var kernel struct {
 	spec *btf.Spec
 }
 
+// btfCache holds the kernel's BTF decoded once per process, for the
+// program loader's attach-target lookups (loadTracing) and, at the default
+// path, for kernelSpec: decoding vmlinux costs tens of ms and ~12 MB.
+var btfCache = btf.NewCache()
+
 // kernelSpec loads the kernel's BTF once per path.
 func kernelSpec() (*btf.Spec, error) {
 	kernel.Lock()
 	defer kernel.Unlock()
 	if kernel.spec != nil && kernel.path == vmlinuxPath {
 		return kernel.spec, nil
+	}
+	if vmlinuxPath == defaultVmlinux {
+		if spec, err := btfCache.Kernel(); err == nil {
+			kernel.path, kernel.spec = vmlinuxPath, spec
+			return spec, nil
+		}
 	}
 	f, err := os.Open(vmlinuxPath)
 	if err != nil {

@@ -1,0 +1,393 @@
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/kadiag/kadiag/internal/bpf"
+	"github.com/vishvananda/netns"
+)
+
+// BPF: exact values read by kadiag's iter/tcp program straight from the
+// kernel's socket structures (struct tcp_sock and struct sock), equal to
+// what getsockopt answers. The preferred exact read: it touches no socket
+// (no pidfd_getfd, so no net_cls/net_prio rewrite), needs no ptrace right
+// and costs a few reads per namespace instead of seven system calls per
+// socket. It needs kernel BTF and CAP_BPF + CAP_PERFMON.
+const BPF Source = "bpf"
+
+// IsExact reports whether values were read from the socket (getsockopt or
+// BPF), not inferred from timers.
+func (s Source) IsExact() bool { return s == Exact || s == BPF }
+
+// bpfPath is a scan's BPF read path: one loaded iter/tcp program for all
+// namespaces and one iter/task_file pass for every process's descriptors.
+type bpfPath struct {
+	tcp         *bpf.TCPReader
+	filesReader *bpf.FilesReader
+	perPID      bool               // each process's descriptors walked apart (bpfFDs)
+	files       map[int][]fdSocket // or all at once: by pid
+	read        atomic.Int64       // sockets whose values it gave
+	// fellBack counts sockets it saw but left to pidfd_getfd: MPTCP sockets
+	// whose subflows disagree.
+	fellBack atomic.Int64
+}
+
+// openBPF sets up the BPF path unless exact values are not wanted. why
+// says, for --explain-source, why the BPF path is or is not used. A scan of
+// given pids walks only their descriptor tables (one scoped task_file walk
+// each, in the listing phase); a host-wide scan walks every task once here.
+func (s *scan) openBPF(explicit bool) {
+	switch {
+	case s.o.NoExact:
+		s.bpfWhy = "exact reads not asked for"
+		return
+	case s.o.noBPF:
+		s.bpfWhy = "BPF reads turned off"
+		return
+	}
+	r := loadReaders()
+	if r.availErr != nil {
+		s.bpfWhy = r.availErr.Error()
+		return
+	}
+	if r.tcpErr != nil {
+		s.bpfFailed(r.tcpErr)
+		return
+	}
+	s.bpf = &bpfPath{tcp: r.tcp}
+	for _, n := range s.nss {
+		n.tcp = r.tcp
+	}
+	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
+	if r.filesErr != nil {
+		s.bpfWhy += "; descriptors listed from /proc: " + r.filesErr.Error()
+		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", r.filesErr)
+		return
+	}
+	fr := r.files
+	s.bpf.filesReader = fr
+	if explicit && len(s.procs) > 0 {
+		// A kernel before 6.1 cannot scope the walk to a process.
+		if _, err := fr.Of(s.procs[0].PID); err == nil {
+			s.bpf.perPID = true
+			return
+		}
+	}
+	fs, err := fr.All()
+	if errors.Is(err, bpf.ErrPidNamespace) {
+		// Descriptors come from this namespace's /proc; options still from BPF.
+		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+		return
+	}
+	if err != nil {
+		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
+		return
+	}
+	files := make(map[int][]fdSocket, len(s.procs))
+	for _, p := range s.procs {
+		files[p.PID] = nil
+	}
+	for _, f := range fs {
+		if l, ok := files[f.PID]; ok {
+			files[f.PID] = append(l, fdSocket{fd: f.FD, inode: f.Inode})
+		}
+	}
+	s.bpf.files = files
+}
+
+// bpfFailed records a BPF path that should have worked and did not: the
+// scan goes on with pidfd_getfd and says so even without --explain-source.
+func (s *scan) bpfFailed(err error) {
+	s.bpfWhy = err.Error()
+	s.notef("BPF iterators could not be used, keepalive values read with pidfd_getfd instead: %v", err)
+}
+
+// readers are the two programs, loaded by the first scan that may and
+// kept for the life of the process: the exporter scans every interval, one
+// namespace at a time, and loading needs the kernel's BTF decoded (tens of
+// ms, ~12 MB), which is released once they are loaded. They are attached
+// to nothing but iterator links held by kadiag's own descriptors: they go
+// when kadiag exits, however it exits.
+var readers struct {
+	sync.Mutex
+	loaded bool
+	loadedReaders
+}
+
+type loadedReaders struct {
+	tcp                        *bpf.TCPReader
+	files                      *bpf.FilesReader
+	availErr, tcpErr, filesErr error
+}
+
+func loadReaders() loadedReaders {
+	readers.Lock()
+	defer readers.Unlock()
+	if readers.loaded {
+		return readers.loadedReaders
+	}
+	readers.loaded = true
+	r := &readers.loadedReaders
+	if r.availErr = bpf.ReadAvailable(); r.availErr != nil {
+		return *r
+	}
+	defer bpf.ReleaseBTF()
+	if r.tcp, r.tcpErr = bpf.NewTCPReader(); r.tcpErr != nil {
+		return *r
+	}
+	r.files, r.filesErr = bpf.NewFilesReader()
+	return *r
+}
+
+// closeBPF adds the --explain-source note (the programs stay loaded).
+func (s *scan) closeBPF() {
+	for _, n := range s.nss {
+		if n.err == nil && n.bpfErr != nil {
+			s.notef("namespace %s: BPF iterator failed, keepalive values read with pidfd_getfd instead: %v", n.id, n.bpfErr)
+		}
+	}
+	if !s.o.ExplainSource {
+		return
+	}
+	var c [4]int // bpf, getsockopt, inferred, unknown
+	for _, p := range s.procs {
+		if p.gone.Load() {
+			continue
+		}
+		for _, sk := range p.Sockets {
+			switch sk.Keepalive.Source {
+			case BPF:
+				c[0]++
+			case Exact:
+				c[1]++
+			case Inferred:
+				c[2]++
+			default:
+				c[3]++
+			}
+		}
+	}
+	path := "pidfd_getfd + getsockopt (needs root or CAP_SYS_PTRACE), BPF iterators not used: " + s.bpfWhy
+	if s.bpf != nil {
+		path = "BPF iterators (iter/tcp, iter/task_file; " + s.bpfWhy + "), pidfd_getfd + getsockopt for sockets they cannot read"
+	}
+	if s.o.NoExact {
+		path = "kernel timers only (" + s.bpfWhy + ")"
+	}
+	note := fmt.Sprintf("source: %s; sockets read: %d bpf, %d getsockopt, %d inferred, %d unknown", path, c[0], c[1], c[2], c[3])
+	if s.bpf != nil {
+		if n := s.bpf.fellBack.Load(); n > 0 {
+			note += fmt.Sprintf("; %d MPTCP sockets whose subflows disagree were read with getsockopt", n)
+		}
+	}
+	s.notef("%s", note)
+}
+
+// loadBPF reads the namespace's sockets with the iter/tcp program while its
+// handle is still open, and fills both the exact values and what the
+// inet_diag dump would give (state, addresses, timer, queues, idle clocks),
+// so that the namespace needs no dump. It returns false, leaving the
+// namespace to the dump and its sockets to pidfd_getfd, when the iterator
+// does not run (not in use, or a failure that the dump then reports).
+func (n *namespace) loadBPF(ns netns.NsHandle) bool {
+	if n.tcp == nil {
+		return false
+	}
+	n.bpfSockets = map[uint64]bpfSocket{}
+	n.sockets = map[uint64]diagEntry{}
+	err := n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {
+		n.sockets[s.Inode] = diagOf(s)
+		v := bpfValuesOf(s)
+		old, seen := n.bpfSockets[s.Inode]
+		switch {
+		case !seen:
+			n.bpfSockets[s.Inode] = v
+		case old.values() != v.values():
+			// Several subflows of one MPTCP socket: exact only if they agree.
+			old.ambiguous = true
+			n.bpfSockets[s.Inode] = old
+		}
+	})
+	if err != nil {
+		n.bpfErr = err
+		n.bpfSockets, n.sockets = nil, nil
+		return false
+	}
+	return true
+}
+
+// rereadBPF walks a namespace again when one of its processes holds a
+// socket its walk did not return. The kernel resumes a walk split over
+// several reads by position in a hash bucket that other namespaces' sockets
+// share, so churn there can make a walk miss a socket (where an inet_diag
+// dump would say it was interrupted). Sockets the process holds in other
+// namespaces cost one walk more, and stay missing for foreign to find.
+func (s *scan) rereadBPF() {
+	if s.bpf == nil {
+		return
+	}
+	todo := map[*namespace]bool{}
+	for _, p := range s.procs {
+		n := p.ns
+		if n.bpfSockets == nil || todo[n] {
+			continue
+		}
+		for _, f := range p.fds {
+			if _, ok := n.sockets[f.inode]; !ok {
+				todo[n] = true
+				break
+			}
+		}
+	}
+	nss := make([]*namespace, 0, len(todo))
+	for n := range todo {
+		nss = append(nss, n)
+	}
+	parallel(len(nss), func(i int) { nss[i].rereadBPF() })
+}
+
+func (n *namespace) rereadBPF() {
+	ns := netns.None()
+	if !n.same {
+		h, err := openNetns(n.path)
+		if err != nil {
+			return // gone since: its processes are too
+		}
+		defer h.Close()
+		ns = h
+	}
+	n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {
+		if _, ok := n.sockets[s.Inode]; ok {
+			return
+		}
+		n.sockets[s.Inode] = diagOf(s)
+		n.bpfSockets[s.Inode] = bpfValuesOf(s)
+	})
+}
+
+// diagOf is what inet_diag would have answered for the socket.
+func diagOf(s *bpf.TCPSocket) diagEntry {
+	e := diagEntry{
+		family:       uint8(s.Family),
+		state:        s.State,
+		timer:        s.Timer,
+		retrans:      s.TimerRetrans,
+		hasInfo:      true,
+		mptcp:        s.Protocol == bpf.IPProtoMPTCP,
+		sport:        s.Local.Port(),
+		dport:        s.Remote.Port(),
+		src:          s.Local.Addr(),
+		dst:          s.Remote.Addr(),
+		expires:      s.TimerExpiresMs,
+		rqueue:       s.RecvQ,
+		wqueue:       s.SendQ,
+		uid:          s.UID,
+		inode:        uint32(s.Inode),
+		lastDataRecv: s.LastDataRecvMs,
+		lastAckRecv:  s.LastAckRecvMs,
+	}
+	return e
+}
+
+// bpfSocket is what a scan keeps of the iter/tcp program's read of a
+// socket, the rest going into the namespace's diagEntry: 16 bytes, so that
+// a namespace of 100,000 sockets stays within a few MB.
+type bpfSocket struct {
+	idle, intvl int32
+	userTimeout uint32
+	count       uint8
+	keepalive   bool
+	mptcp       bool
+	ambiguous   bool // MPTCP subflows with different values
+}
+
+func bpfValuesOf(s *bpf.TCPSocket) bpfSocket {
+	return bpfSocket{
+		keepalive:   s.Keepalive,
+		idle:        int32(s.IdleS),
+		intvl:       int32(s.IntervalS),
+		count:       uint8(s.Count),
+		userTimeout: uint32(s.UserTimeoutMs),
+		mptcp:       s.Protocol == bpf.IPProtoMPTCP,
+	}
+}
+
+func (b bpfSocket) values() bpfSocket {
+	b.ambiguous = false
+	return b
+}
+
+// setBPF fills sk's keepalive from the BPF read, if the namespace has one
+// for the inode; false leaves the socket to the other paths.
+func (s *scan) setBPF(n *namespace, sk *Socket, ino uint64, m *diagEntry) bool {
+	if s.bpf == nil || n.bpfSockets == nil {
+		return false
+	}
+	b, ok := n.bpfSockets[ino]
+	if !ok {
+		return false
+	}
+	if b.ambiguous {
+		s.bpf.fellBack.Add(1)
+		return false
+	}
+	sk.Keepalive = Keepalive{
+		Enabled:                b.keepalive,
+		IdleS:                  int(b.idle),
+		IntervalS:              int(b.intvl),
+		Count:                  int(b.count),
+		UserTimeoutMs:          int(b.userTimeout),
+		UserTimeoutUnsupported: b.mptcp,
+		Source:                 BPF,
+	}
+	if b.mptcp {
+		sk.Protocol = "mptcp"
+		sk.Keepalive.UserTimeoutMs = 0
+	}
+	sk.setTimer(m)
+	s.bpf.read.Add(1)
+	return true
+}
+
+// bpfFDs returns the process's socket descriptors from the task_file
+// program; ok false means the BPF path does not list them (use /proc).
+func (s *scan) bpfFDs(pid int) (_ []fdSocket, ok bool, _ error) {
+	switch {
+	case s.bpf == nil:
+		return nil, false, nil
+	case s.bpf.perPID:
+		fs, err := s.bpf.filesReader.Of(pid)
+		if err != nil {
+			return nil, false, nil
+		}
+		if len(fs) == 0 {
+			// No sockets, or no process any more: only the latter is news.
+			if _, err := comm(pid); errors.Is(err, ErrNoProcess) {
+				return nil, true, err
+			}
+		}
+		out := make([]fdSocket, len(fs))
+		for i, f := range fs {
+			out[i] = fdSocket{fd: f.FD, inode: f.Inode}
+		}
+		return out, true, nil
+	case s.bpf.files != nil:
+		return s.bpf.files[pid], true, nil
+	}
+	return nil, false, nil
+}
+
+// hasInferred reports whether any socket of the process ended up without
+// exact values, so that notes about missing privilege apply to it.
+func (p *proc) hasInferred() bool {
+	for _, sk := range p.Sockets {
+		if !sk.Keepalive.Source.IsExact() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,115 @@
+package bpf
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/kadiag/kadiag/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+func TestSocketFilesEqualsProcfs(t *testing.T) {
+	n := testenv.NewNetns(t)
+	var tcp, mptcp6, listener int
+	must(t, n.Do(func() error {
+		tcp = makeSocket(t, sockCases[2])
+		mptcp6 = makeSocket(t, sockCases[7])
+		listener = makeSocket(t, sockCases[1])
+		return nil
+	}))
+	udp, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	must(t, err)
+	closeFD(t, udp)
+	unixfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	must(t, err)
+	closeFD(t, unixfd)
+
+	// A child holds the TCP socket at descriptor 3: another process, the
+	// same inode.
+	child := exec.Command("sleep", "60")
+	// The os.File owns a duplicate: its finalizer must not close a
+	// descriptor number the test's cleanup closes too.
+	dup, err := unix.Dup(tcp)
+	must(t, err)
+	f := os.NewFile(uintptr(dup), "tcp")
+	defer f.Close()
+	child.ExtraFiles = []*os.File{f}
+	must(t, child.Start())
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+
+	got, err := SocketFiles()
+	must(t, err)
+	type key struct{ pid, fd int }
+	seen := map[key]uint64{}
+	for _, f := range got {
+		seen[key{f.PID, f.FD}] = f.Inode
+	}
+	self := os.Getpid()
+	for _, fd := range []int{tcp, mptcp6, listener} {
+		if ino, ok := seen[key{self, fd}]; !ok || ino != inode(t, fd) {
+			t.Errorf("pid %d fd %d: read inode %d (present %v), fstat says %d", self, fd, ino, ok, inode(t, fd))
+		}
+	}
+	if ino, ok := seen[key{child.Process.Pid, 3}]; !ok || ino != inode(t, tcp) {
+		t.Errorf("child pid %d fd 3: read inode %d (present %v), want %d", child.Process.Pid, ino, ok, inode(t, tcp))
+	}
+	for _, fd := range []int{udp, unixfd} {
+		if _, ok := seen[key{self, fd}]; ok {
+			t.Errorf("fd %d (not an inet stream socket) listed", fd)
+		}
+	}
+	// Every socket the iterator lists for this process is a socket:[inode]
+	// link in /proc/self/fd.
+	for k, ino := range seen {
+		if k.pid != self {
+			continue
+		}
+		var st unix.Stat_t
+		must(t, unix.Fstat(k.fd, &st))
+		if st.Ino != ino || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			t.Errorf("fd %d: iterator inode %d, fstat inode %d mode %o", k.fd, ino, st.Ino, st.Mode)
+		}
+	}
+
+	// Scoped to one process: the same answer for it, nothing else.
+	r, err := NewFilesReader()
+	must(t, err)
+	defer r.Close()
+	of, err := r.Of(child.Process.Pid)
+	must(t, err)
+	// (The child also inherited the accepted sockets: accept4 without
+	// SOCK_CLOEXEC.) Of and All agree on it.
+	inChild := 0
+	for k := range seen {
+		if k.pid == child.Process.Pid {
+			inChild++
+		}
+	}
+	has3 := false
+	for _, f := range of {
+		if ino, ok := seen[key{f.PID, f.FD}]; !ok || ino != f.Inode || f.PID != child.Process.Pid {
+			t.Errorf("Of(child) has %+v, All has inode %d (present %v)", f, ino, ok)
+		}
+		has3 = has3 || (f.FD == 3 && f.Inode == inode(t, tcp))
+	}
+	if !has3 || len(of) != inChild {
+		t.Errorf("Of(child): %+v; want fd 3 with inode %d among the %d All lists", of, inode(t, tcp), inChild)
+	}
+	mine, err := r.Of(self)
+	must(t, err)
+	count := 0
+	for k := range seen {
+		if k.pid == self {
+			count++
+		}
+	}
+	if len(mine) != count {
+		t.Errorf("Of(self): %d descriptors, All: %d", len(mine), count)
+	}
+	child.Process.Kill()
+	child.Wait()
+	if gone, err := r.Of(child.Process.Pid); err != nil || len(gone) != 0 {
+		t.Errorf("Of(exited pid): %+v, %v; want nothing", gone, err)
+	}
+}
