@@ -197,26 +197,27 @@ func (n *namespace) loadBPF(ns netns.NsHandle) bool {
 	if n.tcp == nil {
 		return false
 	}
-	n.bpfSockets = map[uint64]bpfSocket{}
 	n.sockets = map[uint64]diagEntry{}
 	err := n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {
-		n.sockets[s.Inode] = diagOf(s)
-		v := bpfValuesOf(s)
-		old, seen := n.bpfSockets[s.Inode]
-		switch {
-		case !seen:
-			n.bpfSockets[s.Inode] = v
-		case old.values() != v.values():
-			// Several subflows of one MPTCP socket: exact only if they agree.
-			old.ambiguous = true
-			n.bpfSockets[s.Inode] = old
+		e := diagOf(s)
+		e.bpf, e.hasBPF = bpfValuesOf(s), true
+		if old, seen := n.sockets[s.Inode]; seen {
+			// Several subflows of one MPTCP socket: exact only if they
+			// agree. The first subflow's values stay, the last one's diag.
+			v := e.bpf
+			e.bpf = old.bpf
+			if old.bpf.values() != v.values() {
+				e.bpf.ambiguous = true
+			}
 		}
+		n.sockets[s.Inode] = e
 	})
 	if err != nil {
 		n.bpfErr = err
-		n.bpfSockets, n.sockets = nil, nil
+		n.sockets = nil
 		return false
 	}
+	n.bpfRead = true
 	return true
 }
 
@@ -233,7 +234,7 @@ func (s *scan) rereadBPF() {
 	todo := map[*namespace]bool{}
 	for _, p := range s.procs {
 		n := p.ns
-		if n.bpfSockets == nil || todo[n] {
+		if !n.bpfRead || todo[n] {
 			continue
 		}
 		for _, f := range p.fds {
@@ -264,8 +265,9 @@ func (n *namespace) rereadBPF() {
 		if _, ok := n.sockets[s.Inode]; ok {
 			return
 		}
-		n.sockets[s.Inode] = diagOf(s)
-		n.bpfSockets[s.Inode] = bpfValuesOf(s)
+		e := diagOf(s)
+		e.bpf, e.hasBPF = bpfValuesOf(s), true
+		n.sockets[s.Inode] = e
 	})
 }
 
@@ -323,14 +325,11 @@ func (b bpfSocket) values() bpfSocket {
 
 // setBPF fills sk's keepalive from the BPF read, if the namespace has one
 // for the inode; false leaves the socket to the other paths.
-func (s *scan) setBPF(n *namespace, sk *Socket, ino uint64, m *diagEntry) bool {
-	if s.bpf == nil || n.bpfSockets == nil {
+func (s *scan) setBPF(n *namespace, sk *Socket, m *diagEntry) bool {
+	if s.bpf == nil || !n.bpfRead || !m.hasBPF {
 		return false
 	}
-	b, ok := n.bpfSockets[ino]
-	if !ok {
-		return false
-	}
+	b := m.bpf
 	if b.ambiguous {
 		s.bpf.fellBack.Add(1)
 		return false

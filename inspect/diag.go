@@ -30,9 +30,9 @@ type namespace struct {
 	err         error // the dump failed: every process in it fails
 	interrupted bool  // the dump kept being interrupted: it may lack sockets
 
-	tcp        *bpf.TCPReader       // set when the BPF path reads (bpfread.go)
-	bpfSockets map[uint64]bpfSocket // what it read, by inode
-	bpfErr     error
+	tcp     *bpf.TCPReader // set when the BPF path reads (bpfread.go)
+	bpfRead bool           // sockets holds what it read (diagEntry.bpf)
+	bpfErr  error
 }
 
 // selfNetns returns the caller's network namespace inode (0 if unknown).

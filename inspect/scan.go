@@ -406,7 +406,7 @@ func (s *scan) join(p *proc, lo, hi int) {
 			continue
 		}
 		*sk = newSocket(f.fd, &e)
-		if s.setBPF(p.ns, sk, f.inode, &e) {
+		if s.setBPF(p.ns, sk, &e) {
 			continue
 		}
 		if !p.exact.Load() {
