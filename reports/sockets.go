@@ -48,6 +48,7 @@ func (s Sockets) writeTable(w io.Writer) error {
 		fmt.Fprint(t, "POD\t")
 	}
 	fmt.Fprintln(t, "PID\tCOMM\tFD\tSTATE\tLOCAL\tREMOTE\tKEEPALIVE\tIDLE\tINTVL\tCNT\tDEAD PEER\tUSER TIMEOUT\tTIMER\t"+conntrackHeader(ct)+"VERDICT\tREASON")
+	var row []byte
 	for _, p := range s.Processes {
 		pid, comm := strconv.Itoa(p.PID), label.Clean(p.Comm)
 		if p.PID == 0 {
@@ -85,19 +86,34 @@ func (s Sockets) writeTable(w io.Writer) error {
 			case inspect.Unknown:
 				ka, idle, intvl, cnt, dead, ut = "?", "?", "?", "?", "?", "?"
 			}
-			timer := "-"
-			if sk.Timer != "" {
-				timer = fmt.Sprintf("%s,%s,%d", sk.Timer, HumanDuration(time.Duration(sk.TimerExpiresMs)*time.Millisecond), sk.TimerRetrans)
-			}
 			reason := sk.Reason
 			if reason == "" {
 				reason = "-"
 			}
+			// A row is appended into one buffer and written once: Fprintf
+			// with sixteen boxed strings per socket was most of the
+			// table's time on 100,000 sockets.
+			row = row[:0]
 			if pods {
-				fmt.Fprintf(t, "%s\t", podName(p.Pod))
+				row = append(append(row, podName(p.Pod)...), '\t')
 			}
-			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s%s\t%s\n",
-				pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut, timer, conntrackCell(ct, sk), sk.Verdict, reason)
+			for _, c := range [...]string{pid, comm, fd, sk.State, sk.Local, sk.Remote, ka, idle, intvl, cnt, dead, ut} {
+				row = append(append(row, c...), '\t')
+			}
+			if sk.Timer != "" {
+				row = append(append(row, sk.Timer...), ',')
+				row = append(append(row, HumanDuration(time.Duration(sk.TimerExpiresMs)*time.Millisecond)...), ',')
+				row = strconv.AppendInt(row, int64(sk.TimerRetrans), 10)
+			} else {
+				row = append(row, '-')
+			}
+			row = append(row, '\t')
+			row = append(row, conntrackCell(ct, sk)...)
+			row = append(append(row, sk.Verdict...), '\t')
+			row = append(append(row, reason...), '\n')
+			if _, err := t.Write(row); err != nil {
+				return err
+			}
 		}
 	}
 	if err := t.Flush(); err != nil {
