@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	knetns "github.com/kadiag/kadiag/internal/netns"
 	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -132,22 +131,11 @@ func SetByCookie(ns vns.NsHandle, same bool, cookies []uint64, s Settings, dry b
 		}
 	}
 	iterate := func(dry bool) ([]IterResult, error) {
-		prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
-			Name:         "kadiag_iter_tcp",
-			Type:         ebpf.Tracing,
-			AttachType:   ebpf.AttachTraceIter,
-			AttachTo:     "tcp",
-			Instructions: iterInstructions(s, m, int16(metaOff), int16(seqOff), int16(skOff), dry),
-			License:      license,
-		}, ebpf.ProgramOptions{KernelTypes: spec})
+		prog, it, err := loadIter("kadiag_iter_tcp", "tcp", iterInstructions(s, m, int16(metaOff), int16(seqOff), int16(skOff), dry), "iter/tcp program", spec)
 		if err != nil {
-			return nil, loadErr("load the iter/tcp program", iterCaps, err)
+			return nil, err
 		}
 		defer prog.Close()
-		it, err := link.AttachIter(link.IterOptions{Program: prog})
-		if err != nil {
-			return nil, loadErr("attach the iter/tcp program", iterCaps, err)
-		}
 		defer it.Close()
 		var out []byte
 		run := func() error {

@@ -6,6 +6,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 )
 
 // field is where a scalar or pointer member sits in a kernel struct, read
@@ -168,6 +169,28 @@ func loadTracing(ps *ebpf.ProgramSpec, spec *btf.Spec) (*ebpf.Program, error) {
 	}
 	defer coll.Close()
 	return coll.DetachProgram(ps.Name), nil
+}
+
+// loadIter loads a tracing program for the iterator target ("tcp",
+// "task_file") and attaches it; what names the program in errors.
+func loadIter(name, target string, insns asm.Instructions, what string, spec *btf.Spec) (*ebpf.Program, *link.Iter, error) {
+	prog, err := loadTracing(&ebpf.ProgramSpec{
+		Name:         name,
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceIter,
+		AttachTo:     target,
+		Instructions: insns,
+		License:      license,
+	}, spec)
+	if err != nil {
+		return nil, nil, loadErr("load the "+what, iterCaps, err)
+	}
+	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	if err != nil {
+		prog.Close()
+		return nil, nil, loadErr("attach the "+what, iterCaps, err)
+	}
+	return prog, it, nil
 }
 
 // ReleaseBTF drops the decoded kernel BTF (about 12 MB of heap); the next

@@ -143,21 +143,9 @@ func NewFilesReader() (*FilesReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := loadTracing(&ebpf.ProgramSpec{
-		Name:         "kadiag_read_fds",
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceIter,
-		AttachTo:     "task_file",
-		Instructions: filesInstructions(l),
-		License:      license,
-	}, spec)
+	prog, it, err := loadIter("kadiag_read_fds", "task_file", filesInstructions(l), "iter/task_file program", spec)
 	if err != nil {
-		return nil, loadErr("load the iter/task_file program", iterCaps, err)
-	}
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		return nil, loadErr("attach the iter/task_file program", iterCaps, err)
+		return nil, err
 	}
 	return &FilesReader{prog: prog, all: it}, nil
 }

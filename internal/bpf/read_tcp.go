@@ -349,21 +349,9 @@ func NewTCPReader() (*TCPReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := loadTracing(&ebpf.ProgramSpec{
-		Name:         "kadiag_read_tcp",
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceIter,
-		AttachTo:     "tcp",
-		Instructions: tcpReadInstructions(l),
-		License:      license,
-	}, spec)
+	prog, it, err := loadIter("kadiag_read_tcp", "tcp", tcpReadInstructions(l), "iter/tcp read program", spec)
 	if err != nil {
-		return nil, loadErr("load the iter/tcp read program", iterCaps, err)
-	}
-	it, err := link.AttachIter(link.IterOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		return nil, loadErr("attach the iter/tcp read program", iterCaps, err)
+		return nil, err
 	}
 	return &TCPReader{layout: l, prog: prog, link: it}, nil
 }
