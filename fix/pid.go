@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/bpf"
 	"github.com/kadiag/kadiag/internal/sockfd"
 	"golang.org/x/sys/unix"
@@ -392,7 +393,7 @@ func fixOne(fd int, f fdSocket, o LiveOptions) (Socket, bool) {
 // tcp_info may be unavailable, are told apart by SO_ACCEPTCONN and a peer.
 func socketState(fd int) string {
 	if ti, err := unix.GetsockoptTCPInfo(fd, unix.SOL_TCP, unix.TCP_INFO); err == nil && ti.State != 0 {
-		return stateName(ti.State)
+		return inspect.StateName(ti.State)
 	}
 	if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && v != 0 {
 		return "LISTEN"

@@ -2,22 +2,11 @@ package fix
 
 import (
 	"net/netip"
-	"strconv"
 
+	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/bpf"
 	"golang.org/x/sys/unix"
 )
-
-// tcpStates are the kernel's TCP states, named as inspect names them.
-var tcpStates = [...]string{1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
-
-func stateName(s uint8) string {
-	if int(s) < len(tcpStates) && tcpStates[s] != "" {
-		return tcpStates[s]
-	}
-	return "UNKNOWN(" + strconv.Itoa(int(s)) + ")"
-}
 
 // option is one keepalive option in the order a fix sets them: SO_KEEPALIVE
 // first, so that the kernel counts the idle time already elapsed and a
@@ -122,20 +111,6 @@ func isInet6(sa unix.Sockaddr) bool {
 	return ok
 }
 
-// isLocal: the peer is on this host (loopback, or the socket's own
-// address): no middlebox in between. As inspect judges it.
-func isLocal(local, remote string) bool {
-	r, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return false
-	}
-	if r.Addr().IsLoopback() {
-		return true
-	}
-	l, err := netip.ParseAddrPort(local)
-	return err == nil && l.Addr() == r.Addr()
-}
-
 // target decides whether a socket is fixed: established and listening
 // sockets with a peer beyond this host (accepted sockets inherit from the
 // listener); every TCP socket with all.
@@ -147,7 +122,7 @@ func target(state, local, remote string, all bool) (bool, string) {
 	case "LISTEN":
 		return true, ""
 	case "ESTABLISHED":
-		if isLocal(local, remote) {
+		if inspect.IsLocal(local, remote) {
 			return false, "peer on this host, no middlebox in between (--all-sockets includes it)"
 		}
 		return true, ""

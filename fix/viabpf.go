@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/bpf"
 	knetns "github.com/kadiag/kadiag/internal/netns"
 	"github.com/vishvananda/netlink"
@@ -146,7 +147,7 @@ func diagByInode(ns vns.NsHandle, same bool) (map[uint64]diagSocket, error) {
 			id := m.ID
 			ds := diagSocket{
 				cookie: uint64(id.Cookie[0]) | uint64(id.Cookie[1])<<32,
-				family: "inet", state: stateName(m.State),
+				family: "inet", state: inspect.StateName(m.State),
 				local:  addrPort(id.Source, id.SourcePort),
 				remote: addrPort(id.Destination, id.DestinationPort),
 			}

@@ -3,6 +3,7 @@ package inspect
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	kproc "github.com/kadiag/kadiag/internal/proc"
@@ -15,6 +16,15 @@ var stateNames = [...]string{
 	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
 	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
 	11: "CLOSING", 12: "NEW_SYN_RECV",
+}
+
+// StateName names a kernel TCP state as kadiag's reports do, and an
+// unknown one as UNKNOWN(n).
+func StateName(state uint8) string {
+	if int(state) < len(stateNames) && stateNames[state] != "" {
+		return stateNames[state]
+	}
+	return "UNKNOWN(" + strconv.Itoa(int(state)) + ")"
 }
 
 const (
@@ -181,7 +191,7 @@ func Judge(s *Socket, maxIdle time.Duration) (Verdict, string) {
 		}
 		return Listen, fmt.Sprintf("accepted sockets inherit keepalive on, first probe after %ds", k.IdleS)
 	}
-	if isLocal(s.Local, s.Remote) {
+	if IsLocal(s.Local, s.Remote) {
 		return Local, "peer on this host, no middlebox in between"
 	}
 	if k.Source == Unknown {
@@ -207,9 +217,10 @@ func Judge(s *Socket, maxIdle time.Duration) (Verdict, string) {
 	return OK, ""
 }
 
-// isLocal: traffic to a loopback address or to the host's own address
+// IsLocal reports whether a flow between two "addr:port" endpoints stays
+// on this host: traffic to a loopback address or to the host's own address
 // (which Linux routes over lo) never passes a middlebox.
-func isLocal(local, remote string) bool {
+func IsLocal(local, remote string) bool {
 	r, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return false
