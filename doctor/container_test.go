@@ -151,12 +151,7 @@ func TestDetectContainerFakePod(t *testing.T) {
 		uid = "5d4c3b2a-1908-4f7e-8d6c-5b4a39281706"
 		id  = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3"
 	)
-	root := t.TempDir()
-	dir := filepath.Join(root, "pods", "shop_cart-5_"+uid, "cart")
-	os.MkdirAll(dir, 0o755)
-	os.MkdirAll(filepath.Join(root, "containers"), 0o755)
-	os.WriteFile(filepath.Join(dir, "0.log"), nil, 0o644)
-	os.Symlink(filepath.Join(dir, "0.log"), filepath.Join(root, "containers", "cart-5_shop_cart-"+id+".log"))
+	root := testenv.KubeletLogs(t, "shop", "cart-5", uid, map[string]string{"cart": id})
 	cmd := exec.Command("sleep", "300")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

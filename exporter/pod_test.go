@@ -2,10 +2,8 @@ package exporter
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,22 +67,6 @@ func startPy(t *testing.T, ns *testenv.Netns, prog string, args ...string) int {
 		t.Fatalf("%v: %q", argv, l)
 	}
 	return cmd.Process.Pid
-}
-
-// fakeLogRoot lays out /var/log as the kubelet does for one pod.
-func fakeLogRoot(t *testing.T, ns, name, uid string, ctrs map[string]string) string {
-	t.Helper()
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "containers"), 0o755)
-	for ctr, id := range ctrs {
-		dir := filepath.Join(root, "pods", ns+"_"+name+"_"+uid, ctr)
-		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, "0.log"), nil, 0o644)
-		if err := os.Symlink(filepath.Join(dir, "0.log"), filepath.Join(root, "containers", fmt.Sprintf("%s_%s_%s-%s.log", name, ns, ctr, id))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
 }
 
 // series gathers e's metrics: name → label set ("k=v,...") → value.
@@ -164,7 +146,7 @@ func TestPerContainerSeries(t *testing.T) {
 			testenv.SkipOrFail(t, "no writable cgroup hierarchy")
 		}
 	}
-	root := fakeLogRoot(t, "shop", "cart-0", uid, map[string]string{"cart": id})
+	root := testenv.KubeletLogs(t, "shop", "cart-0", uid, map[string]string{"cart": id})
 	// Everything idles past the 2 s timeout, and the probe connection
 	// sends a probe a second.
 	time.Sleep(3 * time.Second)

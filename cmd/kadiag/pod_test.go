@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,23 +11,6 @@ import (
 	"github.com/kadiag/kadiag/inspect"
 	"github.com/kadiag/kadiag/internal/testenv"
 )
-
-// kubeletLogs lays out a log root as the kubelet lays out a node's
-// /var/log for one pod (container name → container id).
-func kubeletLogs(t *testing.T, ns, name, uid string, ctrs map[string]string) string {
-	t.Helper()
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "containers"), 0o755)
-	for ctr, id := range ctrs {
-		dir := filepath.Join(root, "pods", ns+"_"+name+"_"+uid, ctr)
-		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, "0.log"), nil, 0o644)
-		if err := os.Symlink(filepath.Join(dir, "0.log"), filepath.Join(root, "containers", fmt.Sprintf("%s_%s_%s-%s.log", name, ns, ctr, id))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
-}
 
 // `sockets --pod` selects exactly the pod's processes (real processes in
 // real cgroups named as kubelet names them, the pod named by a real log
@@ -58,7 +39,7 @@ func TestPodSelection(t *testing.T) {
 			testenv.SkipOrFail(t, "no writable cgroup hierarchy")
 		}
 	}
-	root := kubeletLogs(t, "shop", "web-0", uid, map[string]string{"app": app, "sidecar": sc})
+	root := testenv.KubeletLogs(t, "shop", "web-0", uid, map[string]string{"app": app, "sidecar": sc})
 
 	scan := func(args ...string) *inspect.Report {
 		t.Helper()

@@ -2,7 +2,6 @@ package pod
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,24 +116,6 @@ func TestParseSelector(t *testing.T) {
 }
 
 // fakeNode lays out a temporary log root as the kubelet would for one pod
-// with the given containers (name → id).
-func fakeNode(t *testing.T, ns, name, uid string, ctrs map[string]string) string {
-	t.Helper()
-	root := t.TempDir()
-	for ctr, id := range ctrs {
-		dir := filepath.Join(root, "pods", ns+"_"+name+"_"+uid, ctr)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, "0.log"), nil, 0o644)
-		os.MkdirAll(filepath.Join(root, "containers"), 0o755)
-		if err := os.Symlink(filepath.Join(dir, "0.log"), filepath.Join(root, "containers", fmt.Sprintf("%s_%s_%s-%s.log", name, ns, ctr, id))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
-}
-
 // Real processes moved into real cgroups named as kubelet names them,
 // with a real log tree: --pod selects the pod's processes, --container
 // one container's, and wrong names are one-line typed errors.
@@ -145,7 +126,7 @@ func TestSelectRealProcesses(t *testing.T) {
 		app = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
 		sc  = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
 	)
-	root := fakeNode(t, "shop", "web-0", uid, map[string]string{"app": app, "sidecar": sc})
+	root := testenv.KubeletLogs(t, "shop", "web-0", uid, map[string]string{"app": app, "sidecar": sc})
 	start := func(id string) int {
 		cmd := exec.Command("sleep", "300")
 		if err := cmd.Start(); err != nil {
@@ -195,7 +176,7 @@ func TestSelectRealProcesses(t *testing.T) {
 		}
 	}
 	// The pod's logs are there but its processes are gone.
-	stale := fakeNode(t, "shop", "gone-0", "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", map[string]string{"app": app})
+	stale := testenv.KubeletLogs(t, "shop", "gone-0", "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", map[string]string{"app": app})
 	ls, _ := ReadLogs(stale)
 	if _, _, err := Select(ls, Selector{Namespace: "shop", Pod: "gone-0"}); !errors.Is(err, ErrNoProcess) {
 		t.Errorf("a pod without processes: %v", err)
