@@ -55,15 +55,20 @@ func NewAnalyzer(opts Options) *Analyzer {
 // Feed analyses one captured frame of the given link type. data may be
 // reused by the caller once Feed returns.
 func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo) {
+	a.feed(lt, data, ci.Timestamp.UnixNano(), ci.CaptureLength < ci.Length)
+}
+
+// feed is Feed for a frame captured at ts (ns since the epoch); cut says it
+// was captured shorter than sent.
+func (a *Analyzer) feed(lt layers.LinkType, data []byte, ts int64, cut bool) {
 	a.stats.Packets++
-	ts := ci.Timestamp.UnixNano()
 	if a.first == 0 || ts < a.first {
 		a.first = ts
 	}
 	if ts > a.last {
 		a.last = ts
 	}
-	if ci.CaptureLength < ci.Length {
+	if cut {
 		a.stats.SnaplenCut++
 	}
 	s := &a.seg

@@ -121,23 +121,24 @@ func Read(r io.Reader, name string, opts Options) (res *Result, err error) {
 		return nil, fail(0, 0, fmt.Errorf("only %d bytes, too short for a pcap or pcapng header", len(head)))
 	}
 	var (
-		source packetSource
-		pcapLT layers.LinkType
-		isNg   bool
+		source  packetSource
+		records *pcapReader
+		pcapLT  layers.LinkType
 	)
 	switch magic := binary.LittleEndian.Uint32(head); magic {
 	case magicPcapMicro, magicPcapNano, magicPcapMicroBE, magicPcapNanoBE:
+		// pcapgo checks the file header; the records are read in place.
 		pr, err := pcapgo.NewReader(src)
 		if err != nil {
 			return nil, fail(0, 0, fmt.Errorf("pcap header: %w", readErr(err)))
 		}
-		source, pcapLT = pr, pr.LinkType()
+		records, pcapLT = newPcapReader(src, pr, magic), pr.LinkType()
 	case magicPcapng:
 		nr, err := pcapgo.NewNgReader(src, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			return nil, fail(0, 0, fmt.Errorf("pcapng section header: %w", readErr(err)))
 		}
-		source, isNg = nr, true
+		source = nr
 	case magicPcapKuznet:
 		return nil, fail(0, 0, errors.New("modified (Kuznetzov) pcap format is not supported: convert it with 'editcap -F pcap IN OUT'"))
 	default:
@@ -157,26 +158,40 @@ func Read(r io.Reader, name string, opts Options) (res *Result, err error) {
 			err = ferr
 		}
 	}()
-	for {
-		data, ci, rerr := source.ZeroCopyReadPacketData()
-		if rerr != nil {
-			if rerr == io.EOF {
+	var rerr error
+	if records != nil {
+		for {
+			data, ts, length, err := records.next()
+			if err != nil {
+				rerr = err
 				break
 			}
-			res = a.Result(time.Time{})
-			res.Source = name
-			ferr := fail(recordStart, a.stats.Packets, readErr(rerr))
-			res.ReadError = ferr.Error()
-			return res, ferr
+			a.feed(pcapLT, data, ts, len(data) < length)
+			recordStart += int64(16 + len(data))
 		}
-		lt := pcapLT
-		if isNg && len(ci.AncillaryData) > 0 {
-			if t, ok := ci.AncillaryData[0].(layers.LinkType); ok {
-				lt = t
+	} else {
+		for {
+			data, ci, err := source.ZeroCopyReadPacketData()
+			if err != nil {
+				rerr = err
+				break
 			}
+			lt := pcapLT
+			if len(ci.AncillaryData) > 0 {
+				if t, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+					lt = t
+				}
+			}
+			a.Feed(lt, data, ci)
+			recordStart = offset()
 		}
-		a.Feed(lt, data, ci)
-		recordStart = offset()
+	}
+	if rerr != io.EOF {
+		res = a.Result(time.Time{})
+		res.Source = name
+		ferr := fail(recordStart, a.stats.Packets, readErr(rerr))
+		res.ReadError = ferr.Error()
+		return res, ferr
 	}
 	res = a.Result(time.Time{})
 	res.Source = name
