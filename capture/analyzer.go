@@ -111,32 +111,27 @@ func (a *Analyzer) feed(lt layers.LinkType, data []byte, ts int64, cut bool) {
 // The previous segment's flow is checked before it (Feed): captures carry
 // runs of one flow's packets, a request, its answer, the ACK.
 func (a *Analyzer) lookup(s *segment) (*flow, int) {
-	key := flowKey{s.src, s.dst}
-	if s.dst.less(s.src) {
-		key = flowKey{s.dst, s.src}
+	h := pairHash(&s.src, &s.dst)
+	if f, d := a.flows.get(&s.src, &s.dst, h); f != nil {
+		return f, d
 	}
-	f := a.flows.get(&key)
-	if f == nil {
-		return a.newFlow(s), 0
-	}
-	if s.src == f.ep[0] {
-		return f, 0
-	}
-	return f, 1
+	return a.newFlowHashed(s, h), 0
 }
 
 // newFlow starts the flow of s, whose sender is its direction 0.
 func (a *Analyzer) newFlow(s *segment) *flow {
+	return a.newFlowHashed(s, pairHash(&s.src, &s.dst))
+}
+
+// newFlowHashed is newFlow when the endpoints' pairHash h is known.
+func (a *Analyzer) newFlowHashed(s *segment, h uint64) *flow {
 	f := newFlow(s.src, s.dst, a.order)
+	f.hash = h
 	if a.opts.Timeline {
 		f.obs.tl = &timeline{}
 	}
 	a.order++
-	key := flowKey{s.src, s.dst}
-	if s.dst.less(s.src) {
-		key = flowKey{s.dst, s.src}
-	}
-	a.flows.put(&key, f)
+	a.flows.put(f)
 	return f
 }
 

@@ -47,6 +47,7 @@ const (
 // the timing observer (observer.go: intervals, gaps, timeline).
 type flow struct {
 	ep     [2]endpoint // ep[0] sends in direction 0
+	hash   uint64      // pairHash of ep, the flow table's
 	client int8        // index of the client endpoint, -1 while unknown
 	order  int         // position of the flow's first packet, for stable output
 	isn    [2]uint32   // each direction's first sequence number

@@ -2,42 +2,62 @@ package capture
 
 import "testing"
 
-// TestFlowTableCollisions: a key whose mix's slot holds another flow is
-// stored, found and replaced exactly, and every flow is listed once.
-func TestFlowTableCollisions(t *testing.T) {
-	key := func(port uint16) flowKey {
-		var k flowKey
-		k.lo.port, k.hi.port = port, 443
-		k.lo.addr[15], k.hi.addr[15] = 1, 2
-		return k
+// TestFlowTable: flows are found in both directions, exactly, when their
+// hashes are equal and when probe runs wrap the end of the table; a new
+// connection replaces the old one; growth keeps them all; each lists every
+// flow once.
+func TestFlowTable(t *testing.T) {
+	ep := func(host byte, port uint16) endpoint {
+		var e endpoint
+		e.addr, e.port = v4InV6, port
+		e.addr[12], e.addr[15] = 198, host
+		return e
 	}
-	k2, k3 := key(2), key(3)
-	if k2.mix() == k3.mix() {
-		t.Fatal("the keys' mixes collide already")
+	server := ep(1, 443)
+	tests := []struct {
+		name string
+		hash func(i int, a, b *endpoint) uint64
+	}{
+		{"pair hash", func(_ int, a, b *endpoint) uint64 { return pairHash(a, b) }},
+		{"all equal", func(int, *endpoint, *endpoint) uint64 { return 7 }},
+		{"at the table's end", func(i int, _, _ *endpoint) uint64 { return 1023 + uint64(i%3) }},
 	}
-	tab := newFlowTable()
-	f2, f3 := newFlow(k2.lo, k2.hi, 0), newFlow(k3.lo, k3.hi, 1)
-	// Make k3 collide: its slot holds k2's flow, as if their mixes were equal.
-	tab.byMix[k3.mix()] = f2
-	tab.put(&k3, f3)
-	if tab.get(&k3) != f3 || tab.collide[k3] != f3 || tab.byMix[k3.mix()] != f2 {
-		t.Errorf("a colliding key is not stored exactly")
-	}
-	next := newFlow(k3.hi, k3.lo, 2) // the next connection, the server speaking first
-	tab.put(&k3, next)
-	if tab.get(&k3) != next {
-		t.Errorf("a colliding key's flow is not replaced")
-	}
-	if f := tab.get(&k2); f != nil {
-		t.Errorf("key 2 was never stored under its own mix, found %p", f)
-	}
-	tab.put(&k2, f2)
-	if tab.get(&k2) != f2 || len(tab.collide) != 1 {
-		t.Errorf("key 2: %p, collide %d", tab.get(&k2), len(tab.collide))
-	}
-	n := 0
-	tab.each(func(*flow) { n++ })
-	if n != 3 {
-		t.Errorf("each listed %d flows, want 3 (k3's slot, k3 colliding, k2)", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := newFlowTable()
+			const n = 3000 // grows the table twice
+			flows := make([]*flow, n)
+			for i := range flows {
+				c := ep(2, uint16(1000+i))
+				flows[i] = newFlow(c, server, i)
+				flows[i].hash = tt.hash(i, &c, &server)
+				tab.put(flows[i])
+			}
+			for i, f := range flows {
+				c := f.ep[0]
+				if g, d := tab.get(&c, &server, f.hash); g != f || d != 0 {
+					t.Fatalf("flow %d from the client: %p direction %d, want %p direction 0", i, g, d, f)
+				}
+				if g, d := tab.get(&server, &c, f.hash); g != f || d != 1 {
+					t.Fatalf("flow %d from the server: %p direction %d, want %p direction 1", i, g, d, f)
+				}
+			}
+			other := ep(3, 1000)
+			if g, _ := tab.get(&other, &server, tt.hash(0, &other, &server)); g != nil {
+				t.Errorf("a flow never stored was found: %p", g)
+			}
+			// The next connection on flow 5's ports, the server speaking first.
+			next := newFlow(server, flows[5].ep[0], n)
+			next.hash = flows[5].hash
+			tab.put(next)
+			if g, d := tab.get(&flows[5].ep[0], &server, next.hash); g != next || d != 1 {
+				t.Errorf("the new connection: %p direction %d, want %p direction 1", g, d, next)
+			}
+			seen := map[*flow]int{}
+			tab.each(func(f *flow) { seen[f]++ })
+			if len(seen) != n || seen[flows[5]] != 0 || seen[next] != 1 {
+				t.Errorf("each listed %d flows (the replaced one %d times, its successor %d), want %d", len(seen), seen[flows[5]], seen[next], n)
+			}
+		})
 	}
 }
