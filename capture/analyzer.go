@@ -61,6 +61,13 @@ func (a *Analyzer) Feed(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo
 // feed is Feed for a frame captured at ts (ns since the epoch); cut says it
 // was captured shorter than sent.
 func (a *Analyzer) feed(lt layers.LinkType, data []byte, ts int64, cut bool) {
+	a.account(lt, ts, cut, a.dec.decode(lt, data, &a.seg), &a.seg)
+}
+
+// account analyses a frame of link type lt captured at ts, which the
+// decoder made r of, filling s when it is TCP; cut says it was captured
+// shorter than sent. s is changed.
+func (a *Analyzer) account(lt layers.LinkType, ts int64, cut bool, r decodeResult, s *segment) {
 	a.stats.Packets++
 	if a.first == 0 || ts < a.first {
 		a.first = ts
@@ -71,8 +78,7 @@ func (a *Analyzer) feed(lt layers.LinkType, data []byte, ts int64, cut bool) {
 	if cut {
 		a.stats.SnaplenCut++
 	}
-	s := &a.seg
-	switch a.dec.decode(lt, data, s) {
+	switch r {
 	case notTCP:
 		return
 	case truncatedTCP:

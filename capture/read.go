@@ -145,51 +145,43 @@ func Read(r io.Reader, name string, opts Options) (res *Result, err error) {
 		return nil, fail(0, 0, fmt.Errorf("unknown magic 0x%08x: not a pcap or pcapng capture (write one with tcpdump -w or kadiag capture --write)", magic))
 	}
 
-	a := NewAnalyzer(opts)
-	recordStart := offset()
-	defer func() {
-		// pcapgo validates what it reads; this is the last line of defence so
-		// a hostile file gives an error, never a crash.
-		if p := recover(); p != nil {
-			res = a.Result(time.Time{})
-			res.Source = name
-			ferr := fail(recordStart, a.stats.Packets, fmt.Errorf("unreadable record (%v)", p))
-			res.ReadError = ferr.Error()
-			err = ferr
-		}
-	}()
-	var rerr error
+	var next frameSource
 	if records != nil {
-		for {
+		at := offset()
+		next = func() (layers.LinkType, []byte, int64, bool, int64, error) {
 			data, ts, length, err := records.next()
-			if err != nil {
-				rerr = err
-				break
-			}
-			a.feed(pcapLT, data, ts, len(data) < length)
-			recordStart += int64(16 + len(data))
+			at += int64(16 + len(data))
+			return pcapLT, data, ts, len(data) < length, at, err
 		}
 	} else {
-		for {
+		next = func() (layers.LinkType, []byte, int64, bool, int64, error) {
 			data, ci, err := source.ZeroCopyReadPacketData()
-			if err != nil {
-				rerr = err
-				break
-			}
 			lt := pcapLT
 			if len(ci.AncillaryData) > 0 {
 				if t, ok := ci.AncillaryData[0].(layers.LinkType); ok {
 					lt = t
 				}
 			}
-			a.Feed(lt, data, ci)
-			recordStart = offset()
+			return lt, data, ci.Timestamp.UnixNano(), ci.CaptureLength < ci.Length, offset(), err
 		}
 	}
-	if rerr != io.EOF {
+
+	a := NewAnalyzer(opts)
+	var analysing int64 // offset of the record being analysed
+	defer func() {
+		// The analysis's own last line of defence (the decoding has one too).
+		if p := recover(); p != nil {
+			res = a.Result(time.Time{})
+			res.Source = name
+			ferr := fail(analysing, a.stats.Packets, fmt.Errorf("unreadable record (%v)", p))
+			res.ReadError = ferr.Error()
+			err = ferr
+		}
+	}()
+	if rerr, at := a.analyse(next, offset(), &analysing); rerr != nil {
 		res = a.Result(time.Time{})
 		res.Source = name
-		ferr := fail(recordStart, a.stats.Packets, readErr(rerr))
+		ferr := fail(at, a.stats.Packets, readErr(rerr))
 		res.ReadError = ferr.Error()
 		return res, ferr
 	}
