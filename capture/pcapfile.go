@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -18,12 +19,15 @@ import (
 // are pcapgo's own (TestPcapReaderMatchesPcapgo holds one against the other).
 type pcapReader struct {
 	src    *bufio.Reader
-	order  binary.ByteOrder
+	swap   bool   // the file is big-endian
 	nsMul  uint32 // 1000 for microsecond timestamps, 1 for nanoseconds
 	snap   uint32
 	maxCap int // pcapgo's maxCaptureLength
-	skip   int // bytes of the record returned last, discarded on the next call
-	big    []byte
+	// win is what src holds buffered; pos bytes of it are read but not yet
+	// discarded from src. Records are cut from win until it runs short.
+	win []byte
+	pos int
+	big []byte
 }
 
 // pcapgo's eagerReadMax: records up to this long are read whatever the
@@ -35,10 +39,8 @@ const pcapEagerMax = 262144
 // first four bytes, read little-endian. src must buffer at least 4096 bytes,
 // else pcapgo wraps it in a buffer of its own that reads ahead.
 func newPcapReader(src *bufio.Reader, pr *pcapgo.Reader, magic uint32) *pcapReader {
-	r := &pcapReader{src: src, order: binary.LittleEndian, nsMul: 1, snap: pr.Snaplen()}
-	if magic == magicPcapMicroBE || magic == magicPcapNanoBE {
-		r.order = binary.BigEndian
-	}
+	r := &pcapReader{src: src, nsMul: 1, snap: pr.Snaplen()}
+	r.swap = magic == magicPcapMicroBE || magic == magicPcapNanoBE
 	if pr.Resolution() == gopacket.TimestampResolutionMicrosecond {
 		r.nsMul = 1000
 	}
@@ -49,48 +51,74 @@ func newPcapReader(src *bufio.Reader, pr *pcapgo.Reader, magic uint32) *pcapRead
 	return r
 }
 
+func (r *pcapReader) u32(b []byte) uint32 {
+	v := binary.LittleEndian.Uint32(b)
+	if r.swap {
+		v = bits.ReverseBytes32(v)
+	}
+	return v
+}
+
+// refill makes win hold at least n bytes past pos (n at most src.Size()),
+// reading from the file as needed; short is the error when it ends first
+// with some bytes, and io.EOF when it ends with none.
+func (r *pcapReader) refill(n int, short error) error {
+	r.src.Discard(r.pos)
+	r.pos = 0
+	_, err := r.src.Peek(n)
+	r.win, _ = r.src.Peek(r.src.Buffered())
+	if len(r.win) >= n {
+		return nil
+	}
+	switch {
+	case err != nil && err != io.EOF:
+		return err // the gzip layer's, say
+	case len(r.win) == 0 && short == nil:
+		return io.EOF
+	case short == nil:
+		return io.ErrUnexpectedEOF
+	}
+	return short
+}
+
 // next returns the next record's packet bytes, its time in ns since the
 // epoch, and its original length; io.EOF after the last record.
 func (r *pcapReader) next() (data []byte, ts int64, length int, err error) {
-	if r.skip > 0 {
-		r.src.Discard(r.skip)
-		r.skip = 0
-	}
-	hdr, err := r.src.Peek(16)
-	if len(hdr) < 16 {
-		switch {
-		case err != nil && err != io.EOF:
-			return nil, 0, 0, err // the gzip layer's, say
-		case len(hdr) == 0:
-			return nil, 0, 0, io.EOF
+	if len(r.win)-r.pos < 16 {
+		if err := r.refill(16, nil); err != nil {
+			return nil, 0, 0, err
 		}
-		return nil, 0, 0, io.ErrUnexpectedEOF
 	}
+	hdr := r.win[r.pos : r.pos+16]
 	// pcapgo multiplies in 32 bits and lets time.Unix carry the overflow
 	// into the seconds; so does this.
-	ts = int64(r.order.Uint32(hdr[0:4]))*1e9 + int64(r.order.Uint32(hdr[4:8])*r.nsMul)
-	capLen := int(r.order.Uint32(hdr[8:12]))
-	length = int(r.order.Uint32(hdr[12:16]))
+	ts = int64(r.u32(hdr[0:4]))*1e9 + int64(r.u32(hdr[4:8])*r.nsMul)
+	capLen := int(r.u32(hdr[8:12]))
+	length = int(r.u32(hdr[12:16]))
 	if capLen > r.maxCap {
 		return nil, 0, 0, fmt.Errorf("capture length exceeds snap length: %d > %d", capLen, r.snap)
 	}
 	if capLen > length {
 		return nil, 0, 0, fmt.Errorf("capture length exceeds original packet length: %d > %d", capLen, length)
 	}
-	if 16+capLen <= r.src.Size() {
-		rec, err := r.src.Peek(16 + capLen)
-		if len(rec) < 16+capLen {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+	need := 16 + capLen
+	if len(r.win)-r.pos >= need {
+		data = r.win[r.pos+16 : r.pos+need]
+		r.pos += need
+		return data, ts, length, nil
+	}
+	if need <= r.src.Size() {
+		if err := r.refill(need, io.ErrUnexpectedEOF); err != nil {
 			return nil, 0, 0, err
 		}
-		r.skip = 16 + capLen
-		return rec[16:], ts, length, nil
+		data = r.win[16:need]
+		r.pos = need
+		return data, ts, length, nil
 	}
 	// Longer than the buffer (a snap length above 1 MiB): copied, the slice
 	// growing with what was read so a lying header cannot make it allocate.
-	r.src.Discard(16)
+	r.src.Discard(r.pos + 16)
+	r.win, r.pos = nil, 0
 	r.big = r.big[:0]
 	for len(r.big) < capLen {
 		chunk := min(capLen-len(r.big), r.src.Size())
