@@ -143,7 +143,12 @@ func (a *Analyzer) newFlowHashed(s *segment, h uint64) *flow {
 
 // Result reports every flow seen so far. end is when the capture ended
 // (zero: the last packet's time); it bounds the silence of flows still open.
-func (a *Analyzer) Result(end time.Time) *Result {
+func (a *Analyzer) Result(end time.Time) *Result { return a.result(end, false) }
+
+// result is Result; with release the analyzer lets go of each flow once it
+// is reported, so a capture's flows and its report are not both held whole
+// (Read's analyzer is used once).
+func (a *Analyzer) result(end time.Time, release bool) *Result {
 	endNs := a.last
 	if !end.IsZero() {
 		endNs = max(end.UnixNano(), a.last)
@@ -151,6 +156,9 @@ func (a *Analyzer) Result(end time.Time) *Result {
 	all := append([]*flow(nil), a.done...)
 	a.flows.each(func(f *flow) { all = append(all, f) })
 	sort.Slice(all, func(i, j int) bool { return all[i].order < all[j].order })
+	if release {
+		a.flows, a.done, a.lastFlow = newFlowTable(), nil, nil
+	}
 	maxIdle := a.opts.MaxIdle
 	r := &Result{
 		Schema:   Schema,
@@ -174,8 +182,11 @@ func (a *Analyzer) Result(end time.Time) *Result {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d TCP packets were cut inside the TCP header and skipped: capture with a snaplen of at least 128 bytes (tcpdump -s 128)", a.stats.TruncatedTCP))
 	}
 	sum := a.stats
-	for _, f := range all {
+	for i, f := range all {
 		fl := f.report(endNs, a.opts)
+		if release {
+			all[i] = nil
+		}
 		switch fl.Verdict {
 		case VerdictOK:
 			sum.OK++

@@ -46,12 +46,15 @@ const (
 // (probe.go: keepalive probe, zero window probe, answer, or neither), and
 // the timing observer (observer.go: intervals, gaps, timeline).
 type flow struct {
+	// Fields are ordered (and counters 32 bits) so that a flow fits the
+	// allocator's 416-byte class (TestFlowSize): a capture's flows are all
+	// held in memory until the report.
 	ep     [2]endpoint // ep[0] sends in direction 0
-	hash   uint64      // pairHash of ep, the flow table's
 	client int8        // index of the client endpoint, -1 while unknown
-	order  int         // position of the flow's first packet, for stable output
-	isn    [2]uint32   // each direction's first sequence number
 	isnSet [2]bool
+	hash   uint64    // pairHash of ep, the flow table's
+	order  int       // position of the flow's first packet, for stable output
+	isn    [2]uint32 // each direction's first sequence number
 
 	seq [2]seqState
 	pr  [2]probeDir
@@ -59,10 +62,10 @@ type flow struct {
 
 	// wiresharkKeepAlives counts what Wireshark flags tcp.analysis.keep_alive:
 	// the probes plus zero window probes sent in keepalive form.
-	wiresharkKeepAlives    int
-	wiresharkKeepAliveAcks int
-	zeroWindowProbes       int
-	retransmissions        int
+	wiresharkKeepAlives    int32
+	wiresharkKeepAliveAcks int32
+	zeroWindowProbes       int32
+	retransmissions        int32
 }
 
 // newFlow starts a flow whose first segment goes from src to dst.

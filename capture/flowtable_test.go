@@ -1,6 +1,9 @@
 package capture
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 // TestFlowTable: flows are found in both directions, exactly, when their
 // hashes are equal and when probe runs wrap the end of the table; a new
@@ -59,5 +62,13 @@ func TestFlowTable(t *testing.T) {
 				t.Errorf("each listed %d flows (the replaced one %d times, its successor %d), want %d", len(seen), seen[flows[5]], seen[next], n)
 			}
 		})
+	}
+}
+
+// TestFlowSize keeps a flow within the allocator's 416-byte size class: the
+// peak memory of a capture of many flows is mostly flows.
+func TestFlowSize(t *testing.T) {
+	if n := unsafe.Sizeof(flow{}); n > 416 {
+		t.Errorf("a flow takes %d bytes, more than 416: order its fields by size", n)
 	}
 }

@@ -11,7 +11,7 @@ import (
 // flow stays bounded however many probes a capture holds.
 type intervalHist struct {
 	min, max time.Duration
-	n        int
+	n        int32
 	shift    uint8 // bucket width is 1ms << shift
 	buckets  []bucket
 }

@@ -10,16 +10,16 @@ type observer struct {
 	first, last int64 // ns
 	packets     uint64
 	bytes       uint64
-	lastDir     int  // direction of the last packet
+	lastDir     int8 // direction of the last packet
 	closed      bool // FIN both ways or RST seen: silence after it is not idleness
+	probed      bool // a probe was seen
 
 	maxGap         int64 // longest silence between packets while open, ns
-	probed         bool  // a probe was seen
 	firstProbeIdle int64 // ns of silence before the first probe; -1 when unknown
 	intervals      intervalHist
-	probeAcks      int
-	unanswered     int
-	rsts           int
+	probeAcks      int32
+	unanswered     int32
+	rsts           int32
 	dir            [2]observedDir
 
 	tl *timeline // events, when Options.Timeline asks for them (timeline.go)
@@ -27,10 +27,10 @@ type observer struct {
 
 // observedDir is what the observer keeps per direction.
 type observedDir struct {
-	probes    int
-	lastProbe int64 // ns; 0 before the first probe
-	pending   bool  // the last probe this way is not answered yet
+	probes    int32
+	pending   bool // the last probe this way is not answered yet
 	fin       bool
+	lastProbe int64 // ns; 0 before the first probe
 }
 
 // idle is the silence before a packet at ts: -1 for a flow's first packet.
@@ -97,7 +97,7 @@ func (o *observer) segment(s *segment, d int, idle int64, c class) {
 	if o.packets == 0 {
 		o.first = s.ts
 	}
-	o.lastDir = d
+	o.lastDir = int8(d)
 	if s.ts > o.last {
 		o.last = s.ts
 	}

@@ -34,11 +34,11 @@ type probeDir struct {
 	// lastProbe: the last segment this way was a probe; its answer
 	// acknowledges lastProbeSeq+1.
 	lastProbe    bool
+	state        candState
 	lastProbeSeq uint32
 
-	state candState
-	cand  probeCandidate
-	held  []heldProbe // probes waiting for the peer's window
+	cand probeCandidate
+	held []heldProbe // probes waiting for the peer's window
 }
 
 // probeCandidate is a small segment seen mid-connection that is a probe if
@@ -79,7 +79,7 @@ func (f *flow) classify(s *segment, d int, m wsMarks, idle int64) class {
 	if !fwd.seen && len(rev.held) > 0 {
 		// The peer's first word decides what the held probes were.
 		if s.window == 0 {
-			f.zeroWindowProbes += len(rev.held)
+			f.zeroWindowProbes += int32(len(rev.held))
 			rev.held = rev.held[:0]
 		} else {
 			f.flushHeld(1 - d)
@@ -90,7 +90,7 @@ func (f *flow) classify(s *segment, d int, m wsMarks, idle int64) class {
 	midStream := f.client < 0
 	var retroFwd, retroRev, hold bool
 	if midStream && !m.zeroWindowProbe && !c.probe {
-		sameDir := f.obs.packets > 0 && f.obs.lastDir == d
+		sameDir := f.obs.packets > 0 && int(f.obs.lastDir) == d
 		switch {
 		case small && rev.ackSeen && s.seq == f.seq[1-d].lastack-1:
 			c.probe = true
