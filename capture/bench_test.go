@@ -33,6 +33,7 @@ func BenchmarkReadSmall(b *testing.B) {
 	}
 	data := benchPcap(b, packets)
 	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
 	b.ResetTimer()
 	var n uint64
 	for i := 0; i < b.N; i++ {

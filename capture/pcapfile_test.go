@@ -142,3 +142,30 @@ func FuzzPcapReader(f *testing.F) {
 		samePcapRecords(t, b, 4096)
 	})
 }
+
+// TestReadAllocsPerPacket: reading a file allocates nothing per packet, in
+// the reader, the decoding or the analysis: a capture with ten times the
+// packets (repeats of one ACK of a known flow) allocates as often.
+func TestReadAllocsPerPacket(t *testing.T) {
+	b := fixture(t, "eth.pcap")
+	recs := pcapRecords(b)
+	last := b[recs[len(recs)-1]:]
+	withRepeats := func(n int) []byte {
+		out := append([]byte(nil), b...)
+		for range n {
+			out = append(out, last...)
+		}
+		return out
+	}
+	allocs := func(in []byte) float64 {
+		return testing.AllocsPerRun(5, func() {
+			if _, err := readBytes(in); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	few, many := allocs(withRepeats(5000)), allocs(withRepeats(50000))
+	if many > few {
+		t.Errorf("reading 50,000 more packets allocates %v times, 5,000 more %v times: allocations per packet", many, few)
+	}
+}
