@@ -25,10 +25,12 @@ func (s Source) IsExact() bool { return s == Exact || s == BPF }
 // bpfPath is a scan's BPF read path: one loaded iter/tcp program for all
 // namespaces and one iter/task_file pass for every process's descriptors.
 type bpfPath struct {
-	tcp         *bpf.TCPReader
-	filesReader *bpf.FilesReader
-	perPID      bool               // each process's descriptors walked apart (bpfFDs)
-	files       map[int][]fdSocket // or all at once: by pid
+	tcp *bpf.TCPReader
+	// files holds, by pid, the descriptors the task_file walk listed, with
+	// the sockets it read through them; a pid missing here is listed from
+	// /proc. fileErrs: pids the scoped walk found gone.
+	files    map[int][]fdSocket
+	fileErrs map[int]error
 	read        atomic.Int64       // sockets whose values it gave
 	// fellBack counts sockets it saw but left to pidfd_getfd: MPTCP sockets
 	// whose subflows disagree.
@@ -67,36 +69,104 @@ func (s *scan) openBPF(explicit bool) {
 		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", r.filesErr)
 		return
 	}
-	fr := r.files
-	s.bpf.filesReader = fr
-	if explicit && len(s.procs) > 0 {
-		// A kernel before 6.1 cannot scope the walk to a process.
-		if _, err := fr.Of(s.procs[0].PID); err == nil {
-			s.bpf.perPID = true
+	s.listBPF(r.files, explicit)
+}
+
+// listBPF lists the processes' descriptors with the task_file program and,
+// through them, reads their TCP sockets: one walk for all processes (or
+// one scoped walk each, for given pids), whatever namespaces the sockets
+// live in. A namespace is then walked with iter/tcp only when one of its
+// processes holds a socket the descriptor read cannot give (MPTCP: its
+// options live in subflows no descriptor refers to).
+func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
+	files := make(map[int][]fdSocket, len(s.procs))
+	add := func(f *bpf.FileSocket) {
+		l, ok := files[f.PID]
+		if !ok {
 			return
 		}
+		fd := fdSocket{fd: f.FD, inode: f.Inode, netns: f.Netns}
+		if f.Full {
+			e := diagOf(&f.TCP)
+			e.bpf, e.hasBPF = bpfValuesOf(&f.TCP), true
+			fd.e = &e
+		}
+		files[f.PID] = append(l, fd)
 	}
-	fs, err := fr.All()
-	if errors.Is(err, bpf.ErrPidNamespace) {
-		// Descriptors come from this namespace's /proc; options still from BPF.
-		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
-		return
-	}
-	if err != nil {
-		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
-		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
-		return
-	}
-	files := make(map[int][]fdSocket, len(s.procs))
 	for _, p := range s.procs {
 		files[p.PID] = nil
 	}
-	for _, f := range fs {
-		if l, ok := files[f.PID]; ok {
-			files[f.PID] = append(l, fdSocket{fd: f.FD, inode: f.Inode})
+	var err error
+	scoped := explicit && len(s.procs) > 0
+	if scoped {
+		// A kernel before 6.1 cannot scope the walk to a process.
+		if err = fr.EachOf(s.procs[0].PID, add); errors.Is(err, bpf.ErrUnsupported) {
+			scoped = false
+		}
+	}
+	if scoped {
+		errs := make([]error, len(s.procs))
+		lists := make([][]fdSocket, len(s.procs))
+		lists[0], errs[0] = files[s.procs[0].PID], err
+		parallel(len(s.procs)-1, func(i int) {
+			p := s.procs[i+1]
+			var l []fdSocket
+			errs[i+1] = fr.EachOf(p.PID, func(f *bpf.FileSocket) {
+				fd := fdSocket{fd: f.FD, inode: f.Inode, netns: f.Netns}
+				if f.Full {
+					e := diagOf(&f.TCP)
+					e.bpf, e.hasBPF = bpfValuesOf(&f.TCP), true
+					fd.e = &e
+				}
+				l = append(l, fd)
+			})
+			lists[i+1] = l
+		})
+		s.bpf.fileErrs = map[int]error{}
+		for i, p := range s.procs {
+			switch {
+			case errs[i] != nil:
+				delete(files, p.PID) // listed from /proc
+				continue
+			case len(lists[i]) == 0:
+				// No sockets, or no process any more: only the latter is news.
+				if _, err := comm(p.PID); errors.Is(err, ErrNoProcess) {
+					s.bpf.fileErrs[p.PID] = err
+				}
+			}
+			files[p.PID] = lists[i]
+		}
+	} else {
+		err = fr.Each(add)
+		if err != nil {
+			for _, n := range s.nss {
+				n.walk = true // descriptors from /proc: sockets from the walks
+			}
+		}
+		if errors.Is(err, bpf.ErrPidNamespace) {
+			// Descriptors come from this namespace's /proc; options still from BPF.
+			s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+			return
+		}
+		if err != nil {
+			s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+			s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
+			return
 		}
 	}
 	s.bpf.files = files
+	for _, p := range s.procs {
+		l, ok := files[p.PID]
+		if !ok {
+			p.ns.walk = true
+		}
+		for _, f := range l {
+			if f.e == nil {
+				p.ns.walk = true
+				break
+			}
+		}
+	}
 }
 
 // bpfFailed records a BPF path that should have worked and did not: the
@@ -197,6 +267,11 @@ func (n *namespace) loadBPF(ns netns.NsHandle) bool {
 	if n.tcp == nil {
 		return false
 	}
+	if !n.walk {
+		// The descriptor walk read every socket its processes hold.
+		n.bpfRead = true
+		return true
+	}
 	n.sockets = map[uint64]diagEntry{}
 	err := n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {
 		e := diagOf(s)
@@ -238,6 +313,9 @@ func (s *scan) rereadBPF() {
 			continue
 		}
 		for _, f := range p.fds {
+			if f.e != nil {
+				continue
+			}
 			if _, ok := n.sockets[f.inode]; !ok {
 				todo[n] = true
 				break
@@ -355,29 +433,11 @@ func (s *scan) setBPF(n *namespace, sk *Socket, m *diagEntry) bool {
 // bpfFDs returns the process's socket descriptors from the task_file
 // program; ok false means the BPF path does not list them (use /proc).
 func (s *scan) bpfFDs(pid int) (_ []fdSocket, ok bool, _ error) {
-	switch {
-	case s.bpf == nil:
+	if s.bpf == nil || s.bpf.files == nil {
 		return nil, false, nil
-	case s.bpf.perPID:
-		fs, err := s.bpf.filesReader.Of(pid)
-		if err != nil {
-			return nil, false, nil
-		}
-		if len(fs) == 0 {
-			// No sockets, or no process any more: only the latter is news.
-			if _, err := comm(pid); errors.Is(err, ErrNoProcess) {
-				return nil, true, err
-			}
-		}
-		out := make([]fdSocket, len(fs))
-		for i, f := range fs {
-			out[i] = fdSocket{fd: f.FD, inode: f.Inode}
-		}
-		return out, true, nil
-	case s.bpf.files != nil:
-		return s.bpf.files[pid], true, nil
 	}
-	return nil, false, nil
+	l, ok := s.bpf.files[pid]
+	return l, ok, s.bpf.fileErrs[pid]
 }
 
 // hasInferred reports whether any socket of the process ended up without

@@ -32,6 +32,9 @@ type namespace struct {
 
 	tcp     *bpf.TCPReader // set when the BPF path reads (bpfread.go)
 	bpfRead bool           // sockets holds what it read (diagEntry.bpf)
+	// walk: a process here holds a socket the descriptor walk could not
+	// read (or was not listed by it), so the namespace is walked too.
+	walk bool
 	bpfErr  error
 }
 

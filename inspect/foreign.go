@@ -96,7 +96,8 @@ func (s *scan) foreign() {
 	nss := map[uint64]*namespace{}
 	var load []*namespace
 	for ino, fd := range nsfds {
-		if n, ok := s.nss[ino]; ok && n.err == nil {
+		// A namespace read only through descriptors has no table to serve.
+		if n, ok := s.nss[ino]; ok && n.err == nil && n.sockets != nil {
 			nss[ino] = n // a scanned process lives there: its dump serves
 			unix.Close(fd)
 			continue

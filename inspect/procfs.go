@@ -21,6 +21,10 @@ const procRoot = "/proc"
 type fdSocket struct {
 	fd    int
 	inode uint64
+	// From the BPF descriptor walk: the socket's namespace and its read
+	// (nil: to be found in the namespace's walk or dump).
+	netns uint32
+	e     *diagEntry
 }
 
 // procErr turns a procfs error about pid into a *proc.PIDError wrapping one

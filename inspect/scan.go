@@ -394,7 +394,13 @@ func (s *scan) join(p *proc, lo, hi int) {
 		f := p.fds[i]
 		sk := &p.slots[i]
 		sk.FD = -1
-		e, ok := p.ns.sockets[f.inode]
+		var e diagEntry
+		ok := f.e != nil
+		if ok {
+			e = *f.e
+		} else {
+			e, ok = p.ns.sockets[f.inode]
+		}
 		if !ok {
 			// Not TCP, closed since the listing, or a socket of another
 			// namespace: only its duplicate can tell (foreign).
@@ -406,6 +412,9 @@ func (s *scan) join(p *proc, lo, hi int) {
 			continue
 		}
 		*sk = newSocket(f.fd, &e)
+		if f.e != nil && uint64(f.netns) != p.ns.ino {
+			sk.Netns = fmt.Sprintf("net:[%d]", f.netns)
+		}
 		if s.setBPF(p.ns, sk, &e) {
 			continue
 		}

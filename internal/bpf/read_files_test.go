@@ -113,3 +113,79 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 		t.Errorf("Of(exited pid): %+v, %v; want nothing", gone, err)
 	}
 }
+
+// TestFilesReaderReadsSockets: the task_file walk reads every TCP socket a
+// descriptor refers to exactly as getsockopt answers, and as the
+// namespace's iter/tcp walk reads it, field by field; MPTCP sockets come
+// marked for that walk. The sockets live in a namespace that is not the
+// test's: the record names it.
+func TestFilesReaderReadsSockets(t *testing.T) {
+	n := testenv.NewNetns(t)
+	fds := make([]int, len(sockCases))
+	must(t, n.Do(func() error {
+		for i, c := range sockCases {
+			fds[i] = makeSocket(t, c)
+		}
+		return nil
+	}))
+	var st unix.Stat_t
+	must(t, unix.Fstat(int(n.Handle), &st))
+	tr, err := NewTCPReader()
+	must(t, err)
+	defer tr.Close()
+	walked, err := tr.Read(n.Handle, false)
+	must(t, err)
+	byInode := map[uint64]TCPSocket{}
+	for _, s := range walked {
+		byInode[s.Inode] = s
+	}
+	r, err := NewFilesReader()
+	must(t, err)
+	defer r.Close()
+	for _, read := range []struct {
+		name string
+		f    func(func(*FileSocket)) error
+	}{
+		{"All", r.Each},
+		{"Of", func(f func(*FileSocket)) error { return r.EachOf(os.Getpid(), f) }},
+	} {
+		var got []TCPSocket
+		byFD := map[int]FileSocket{}
+		must(t, read.f(func(f *FileSocket) {
+			if f.PID != os.Getpid() {
+				return
+			}
+			byFD[f.FD] = *f
+			if f.Full {
+				got = append(got, f.TCP)
+			}
+		}))
+		want := make([]int, len(fds))
+		for i, fd := range fds {
+			want[i] = fd
+			f, ok := byFD[fd]
+			if !ok {
+				t.Errorf("%s: %s: fd %d not read", read.name, sockCases[i].name, fd)
+				continue
+			}
+			if f.Netns != uint32(st.Ino) || f.Inode != inode(t, fd) {
+				t.Errorf("%s: %s: netns %d inode %d, want %d and %d", read.name, sockCases[i].name, f.Netns, f.Inode, st.Ino, inode(t, fd))
+			}
+			if sockCases[i].mptcp {
+				want[i] = -1
+				if f.Full || f.Protocol != IPProtoMPTCP {
+					t.Errorf("%s: %s: full %v protocol %d, want an MPTCP socket left to the iter/tcp walk", read.name, sockCases[i].name, f.Full, f.Protocol)
+				}
+				continue
+			}
+			w := byInode[f.Inode]
+			g := f.TCP
+			// The clocks move between the two reads.
+			g.LastDataRecvMs, g.LastAckRecvMs, g.TimerExpiresMs = w.LastDataRecvMs, w.LastAckRecvMs, w.TimerExpiresMs
+			if g != w {
+				t.Errorf("%s: %s:\n task_file %+v\n iter/tcp  %+v", read.name, sockCases[i].name, f.TCP, w)
+			}
+		}
+		checkRead(t, got, want)
+	}
+}

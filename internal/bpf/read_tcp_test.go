@@ -163,6 +163,9 @@ func checkRead(t *testing.T, got []TCPSocket, fds []int) {
 		byInode[s.Inode] = append(byInode[s.Inode], s)
 	}
 	for i, fd := range fds {
+		if fd < 0 {
+			continue // not this read's to give
+		}
 		c := sockCases[i]
 		want := readOracle(t, fd)
 		ss := byInode[inode(t, fd)]
