@@ -31,7 +31,7 @@ type bpfPath struct {
 	// /proc. fileErrs: pids the scoped walk found gone.
 	files    map[int][]fdSocket
 	fileErrs map[int]error
-	read        atomic.Int64       // sockets whose values it gave
+	read     atomic.Int64 // sockets whose values it gave
 	// fellBack counts sockets it saw but left to pidfd_getfd: MPTCP sockets
 	// whose subflows disagree.
 	fellBack atomic.Int64

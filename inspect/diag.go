@@ -34,8 +34,8 @@ type namespace struct {
 	bpfRead bool           // sockets holds what it read (diagEntry.bpf)
 	// walk: a process here holds a socket the descriptor walk could not
 	// read (or was not listed by it), so the namespace is walked too.
-	walk bool
-	bpfErr  error
+	walk   bool
+	bpfErr error
 }
 
 // selfNetns returns the caller's network namespace inode (0 if unknown).
