@@ -244,25 +244,25 @@ func Scan(eo Options) (*Snapshot, error) {
 		s.Notes = append(s.Notes, fmt.Sprintf("%d processes skipped: their descriptors or namespaces cannot be read (run as root, or grant CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE and CAP_SYS_ADMIN)", denied))
 	}
 	for _, pids := range groups {
-		r, err := scanGroup(pids, o, &s.Notes)
-		if errors.Is(err, inspect.ErrNoInetDiag) {
-			return nil, err
-		}
-		if err != nil {
-			s.Notes = append(s.Notes, err.Error())
-			continue
-		}
-		if view != nil {
-			view.Apply(r)
-		}
+		// Each process is summarised as soon as it is read and its sockets
+		// let go: a scan holds a batch of sockets, not the node's. ScanPIDs
+		// hands processes over only once nothing can fail any more, so a
+		// retry of the group (scanGroup) never counts one twice.
 		ns, nsPID := NetnsStats{}, 0
-		for i := range r.Processes {
-			p := &r.Processes[i]
+		o.Each = func(p inspect.Process) {
 			if len(p.Sockets) == 0 {
-				continue
+				return
 			}
-			// With --max-idle auto the limit is the namespace's own.
-			ps := summarise(p, logs, time.Duration(r.MaxIdleS)*time.Second)
+			maxIdle := eo.MaxIdle
+			if view != nil {
+				r := &inspect.Report{MaxIdleS: int(eo.MaxIdle / time.Second), Processes: []inspect.Process{p}}
+				view.Apply(r)
+				p = r.Processes[0]
+				s.Notes = append(s.Notes, r.Notes...)
+				// With --max-idle auto the limit is the process's own path's.
+				maxIdle = time.Duration(r.MaxIdleS) * time.Second
+			}
+			ps := summarise(&p, logs, maxIdle)
 			if ns.Netns == "" {
 				ns.Netns, nsPID = p.Netns, p.PID
 			}
@@ -270,6 +270,14 @@ func Scan(eo Options) (*Snapshot, error) {
 				ns.Pod = podRef{ps.Pod.Namespace, ps.Pod.Pod}
 			}
 			s.Processes = append(s.Processes, ps)
+		}
+		r, err := scanGroup(pids, o, &s.Notes)
+		if errors.Is(err, inspect.ErrNoInetDiag) {
+			return nil, err
+		}
+		if err != nil {
+			s.Notes = append(s.Notes, err.Error())
+			continue
 		}
 		if ns.Netns != "" {
 			n, err := keepaliveProbes(nsPID)

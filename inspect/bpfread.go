@@ -8,6 +8,7 @@ import (
 
 	"github.com/kadiag/kadiag/internal/bpf"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // BPF: exact values read by kadiag's iter/tcp program straight from the
@@ -65,6 +66,9 @@ func (s *scan) openBPF(explicit bool) {
 	}
 	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
 	if r.filesErr != nil {
+		for _, n := range s.nss {
+			n.walk = true // descriptors from /proc: sockets from the walks
+		}
 		s.bpfWhy += "; descriptors listed from /proc: " + r.filesErr.Error()
 		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", r.filesErr)
 		return
@@ -85,13 +89,7 @@ func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 		if !ok {
 			return
 		}
-		fd := fdSocket{fd: f.FD, inode: f.Inode, netns: f.Netns}
-		if f.Full {
-			e := diagOf(&f.TCP)
-			e.bpf, e.hasBPF = bpfValuesOf(&f.TCP), true
-			fd.e = &e
-		}
-		files[f.PID] = append(l, fd)
+		files[f.PID] = append(l, fdOf(f))
 	}
 	for _, p := range s.procs {
 		files[p.PID] = nil
@@ -111,15 +109,7 @@ func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 		parallel(len(s.procs)-1, func(i int) {
 			p := s.procs[i+1]
 			var l []fdSocket
-			errs[i+1] = fr.EachOf(p.PID, func(f *bpf.FileSocket) {
-				fd := fdSocket{fd: f.FD, inode: f.Inode, netns: f.Netns}
-				if f.Full {
-					e := diagOf(&f.TCP)
-					e.bpf, e.hasBPF = bpfValuesOf(&f.TCP), true
-					fd.e = &e
-				}
-				l = append(l, fd)
-			})
+			errs[i+1] = fr.EachOf(p.PID, func(f *bpf.FileSocket) { l = append(l, fdOf(f)) })
 			lists[i+1] = l
 		})
 		s.bpf.fileErrs = map[int]error{}
@@ -161,7 +151,7 @@ func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 			p.ns.walk = true
 		}
 		for _, f := range l {
-			if f.e == nil {
+			if !f.full {
 				p.ns.walk = true
 				break
 			}
@@ -313,7 +303,7 @@ func (s *scan) rereadBPF() {
 			continue
 		}
 		for _, f := range p.fds {
-			if f.e != nil {
+			if f.full {
 				continue
 			}
 			if _, ok := n.sockets[f.inode]; !ok {
@@ -349,6 +339,16 @@ func (n *namespace) rereadBPF() {
 	})
 }
 
+// fdOf is a descriptor as the task_file walk read it.
+func fdOf(f *bpf.FileSocket) fdSocket {
+	fd := fdSocket{fd: f.FD, inode: f.Inode, netns: f.Netns, full: f.Full}
+	if f.Full {
+		fd.e = diagOf(&f.TCP)
+		fd.e.bpf, fd.e.hasBPF = bpfValuesOf(&f.TCP), true
+	}
+	return fd
+}
+
 // diagOf is what inet_diag would have answered for the socket.
 func diagOf(s *bpf.TCPSocket) diagEntry {
 	e := diagEntry{
@@ -360,8 +360,6 @@ func diagOf(s *bpf.TCPSocket) diagEntry {
 		mptcp:        s.Protocol == bpf.IPProtoMPTCP,
 		sport:        s.Local.Port(),
 		dport:        s.Remote.Port(),
-		src:          s.Local.Addr(),
-		dst:          s.Remote.Addr(),
 		expires:      s.TimerExpiresMs,
 		rqueue:       s.RecvQ,
 		wqueue:       s.SendQ,
@@ -369,6 +367,13 @@ func diagOf(s *bpf.TCPSocket) diagEntry {
 		inode:        uint32(s.Inode),
 		lastDataRecv: s.LastDataRecvMs,
 		lastAckRecv:  s.LastAckRecvMs,
+	}
+	if s.Family == unix.AF_INET6 {
+		e.src, e.dst = s.Local.Addr().As16(), s.Remote.Addr().As16()
+	} else {
+		a, b := s.Local.Addr().As4(), s.Remote.Addr().As4()
+		copy(e.src[:], a[:])
+		copy(e.dst[:], b[:])
 	}
 	return e
 }

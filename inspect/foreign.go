@@ -79,9 +79,9 @@ func tcpProtocol(nfd int) int {
 
 // foreign finds the sockets of every process that live in other namespaces,
 // dumps those namespaces (once each) and adds the sockets to their process.
-func (s *scan) foreign() {
+func (s *scan) foreign(of []*proc) {
 	var ps []*proc
-	for _, p := range s.procs {
+	for _, p := range of {
 		if len(p.missing) > 0 && p.pfd >= 0 && !p.gone.Load() {
 			ps = append(ps, p)
 		}

@@ -189,3 +189,31 @@ func TestFilesReaderReadsSockets(t *testing.T) {
 		checkRead(t, got, want)
 	}
 }
+
+// TestFilesReaderWithoutCast: on a kernel without bpf_rdonly_cast the
+// program still loads and lists every descriptor, none of them full, so
+// that the scan walks their namespaces.
+func TestFilesReaderWithoutCast(t *testing.T) {
+	noCast = true
+	defer func() { noCast = false }()
+	n := testenv.NewNetns(t)
+	var fd int
+	must(t, n.Do(func() error { fd = makeSocket(t, sockCases[4]); return nil }))
+	r, err := NewFilesReader()
+	must(t, err)
+	defer r.Close()
+	var got []FileSocket
+	must(t, r.EachOf(os.Getpid(), func(f *FileSocket) { got = append(got, *f) }))
+	found := false
+	for _, f := range got {
+		if f.Full {
+			t.Errorf("fd %d read in full without the cast", f.FD)
+		}
+		if f.FD == fd {
+			found = f.Inode == inode(t, fd) && f.Protocol == unix.IPPROTO_TCP
+		}
+	}
+	if !found {
+		t.Errorf("fd %d (inode %d) not listed: %+v", fd, inode(t, fd), got)
+	}
+}
