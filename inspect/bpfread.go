@@ -95,7 +95,9 @@ func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 		files[p.PID] = nil
 	}
 	var err error
-	scoped := explicit && len(s.procs) > 0
+	// Scoped walks, one per process, run on every CPU; a kernel that
+	// cannot scope them gets one walk over every task.
+	scoped := len(s.procs) > 1 || explicit && len(s.procs) > 0
 	if scoped {
 		// A kernel before 6.1 cannot scope the walk to a process.
 		if err = fr.EachOf(s.procs[0].PID, add); errors.Is(err, bpf.ErrUnsupported) {

@@ -287,19 +287,18 @@ func writeSocketsJSON(bw *bufio.Writer, socks []inspect.Socket, bufs *[jsonWorke
 // array's first) and a line break.
 func encodeSockets(out *bytes.Buffer, socks []inspect.Socket, a, b int) error {
 	out.Reset()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	buf := out.AvailableBuffer()
 	for j := a; j < b; j++ {
-		buf.Reset()
-		if err := enc.Encode(&socks[j]); err != nil {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, "\n    "...)
+		var err error
+		if buf, err = appendSocket(buf, &socks[j]); err != nil {
 			return err
 		}
-		if j > 0 {
-			out.WriteByte(',')
-		}
-		out.WriteString("\n    ")
-		out.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	}
+	out.Write(buf)
 	return nil
 }
 
