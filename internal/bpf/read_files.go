@@ -68,6 +68,10 @@ type filesLayout struct {
 	// castFn and tcpSockID are bpf_rdonly_cast's and struct tcp_sock's
 	// BTF ids; castFn 0: the kernel cannot cast, records carry no TCP part.
 	castFn, tcpSockID btf.TypeID
+	// mptcpSockID and struct mptcp_sock's conn_list and first, where the
+	// kernel has MPTCP (else 0: MPTCP sockets come without a TCP part).
+	mptcpSockID     btf.TypeID
+	connList, first field
 }
 
 // noCast makes the program list descriptors only, as on a kernel without
@@ -105,6 +109,11 @@ func loadFilesLayout() (*filesLayout, error) {
 	l.castFn, l.tcpSockID, _ = kfuncCast("tcp_sock")
 	if noCast {
 		l.castFn = 0
+	}
+	var ms fields
+	l.connList, l.first = ms.get("mptcp_sock", "conn_list"), ms.scalar("mptcp_sock", "first")
+	if _, id, ok := kfuncCast("mptcp_sock"); ok && ms.err == nil {
+		l.mptcpSockID = id
 	}
 	if fs.err != nil {
 		return nil, fs.err
@@ -206,10 +215,33 @@ func (b *builder) castTCP(l *filesLayout, rec int16) {
 		// read without the cast. The cookie is read, not made: a socket
 		// no one asked for one yet reads as 0.
 		asm.LoadMem(asm.R1, asm.R7, tl.skProtocol.off, tl.skProtocol.size),
-		asm.JNE.Imm(asm.R1, unix.IPPROTO_TCP, "write"),
+		asm.JEq.Imm(asm.R1, unix.IPPROTO_TCP, "tcpsk"),
+	)
+	if l.mptcpSockID != 0 {
+		// An MPTCP socket with a single subflow (every connection to or
+		// from a plain TCP peer: Go's listeners are MPTCP) reads as that
+		// subflow, as the iter/tcp walk reads it; one with several is
+		// left to that walk, which compares them.
+		b.emit(
+			asm.JNE.Imm(asm.R1, IPProtoMPTCP, "write"),
+			asm.Mov.Reg(asm.R1, asm.R7),
+			asm.Mov.Imm(asm.R2, int32(l.mptcpSockID)),
+			kfuncCall(l.castFn),
+			asm.JEq.Imm(asm.R0, 0, "write"),
+			asm.LoadMem(asm.R1, asm.R0, l.connList.off, asm.DWord),
+			asm.LoadMem(asm.R2, asm.R0, l.connList.off+8, asm.DWord),
+			asm.JNE.Reg(asm.R1, asm.R2, "write"),
+			asm.LoadMem(asm.R7, asm.R0, l.first.off, asm.DWord),
+			asm.JEq.Imm(asm.R7, 0, "write"),
+		)
+	} else {
+		b.emit(asm.Ja.Label("write"))
+	}
+	b.mark("tcpsk")
+	b.emit(
 		asm.Mov.Reg(asm.R1, asm.R7),
 		asm.Mov.Imm(asm.R2, int32(l.tcpSockID)),
-		asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Call), Src: asm.PseudoKfuncCall, Constant: int64(l.castFn)},
+		kfuncCall(l.castFn),
 		asm.JEq.Imm(asm.R0, 0, "write"),
 		asm.Mov.Reg(asm.R8, asm.R0),
 		asm.StoreImm(asm.RFP, rec+hdrFull, 1, asm.Byte),
@@ -219,6 +251,11 @@ func (b *builder) castTCP(l *filesLayout, rec int16) {
 		asm.StoreMem(asm.RFP, tcp+recUID, asm.R1, asm.Word),
 	)
 	b.tcpFields(tl, tcp)
+}
+
+// kfuncCall calls the kernel function of BTF id fn.
+func kfuncCall(fn btf.TypeID) asm.Instruction {
+	return asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Call), Src: asm.PseudoKfuncCall, Constant: int64(fn)}
 }
 
 // ErrPidNamespace means kadiag runs in a child pid namespace: the

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/kadiag/kadiag/internal/testenv"
 	"golang.org/x/sys/unix"
@@ -116,9 +117,10 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 
 // TestFilesReaderReadsSockets: the task_file walk reads every TCP socket a
 // descriptor refers to exactly as getsockopt answers, and as the
-// namespace's iter/tcp walk reads it, field by field; MPTCP sockets come
-// marked for that walk. The sockets live in a namespace that is not the
-// test's: the record names it.
+// namespace's iter/tcp walk reads it, field by field; an MPTCP socket of
+// one subflow (listeners, connections) reads as that subflow, as the walk
+// reads it. The sockets live in a namespace that is not the test's: the
+// record names it.
 func TestFilesReaderReadsSockets(t *testing.T) {
 	n := testenv.NewNetns(t)
 	fds := make([]int, len(sockCases))
@@ -171,11 +173,8 @@ func TestFilesReaderReadsSockets(t *testing.T) {
 			if f.Netns != uint32(st.Ino) || f.Inode != inode(t, fd) {
 				t.Errorf("%s: %s: netns %d inode %d, want %d and %d", read.name, sockCases[i].name, f.Netns, f.Inode, st.Ino, inode(t, fd))
 			}
-			if sockCases[i].mptcp {
-				want[i] = -1
-				if f.Full || f.Protocol != IPProtoMPTCP {
-					t.Errorf("%s: %s: full %v protocol %d, want an MPTCP socket left to the iter/tcp walk", read.name, sockCases[i].name, f.Full, f.Protocol)
-				}
+			if !f.Full {
+				t.Errorf("%s: %s: not read in full (protocol %d)", read.name, sockCases[i].name, f.Protocol)
 				continue
 			}
 			w := byInode[f.Inode]
@@ -215,5 +214,63 @@ func TestFilesReaderWithoutCast(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("fd %d (inode %d) not listed: %+v", fd, inode(t, fd), got)
+	}
+}
+
+// TestFilesReaderLeavesSeveralSubflows: an MPTCP connection that grew a
+// second subflow is left to the namespace's iter/tcp walk (which compares
+// its subflows), not read as one of them.
+func TestFilesReaderLeavesSeveralSubflows(t *testing.T) {
+	testenv.Need(t, "ip")
+	n := testenv.NewNetns(t)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"-n", n.Name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	// A second address on lo and an endpoint that opens a subflow from it.
+	ip("addr", "add", "198.18.77.2/32", "dev", "lo")
+	ip("mptcp", "limits", "set", "subflows", "2", "add_addr_accepted", "2")
+	ip("mptcp", "endpoint", "add", "198.18.77.2", "dev", "lo", "subflow")
+	var fd int
+	must(t, n.Do(func() error { fd = makeSocket(t, sockCases[8]); return nil }))
+	// The path manager adds subflows once the connection is fully
+	// established: after data.
+	if _, err := unix.Write(fd, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTCPReader()
+	must(t, err)
+	defer tr.Close()
+	subflows := 0
+	for try := 0; try < 100 && subflows < 2; try++ {
+		time.Sleep(20 * time.Millisecond)
+		got, err := tr.Read(n.Handle, false)
+		must(t, err)
+		subflows = 0
+		for _, s := range got {
+			if s.Inode == inode(t, fd) && s.State == 1 {
+				subflows++
+			}
+		}
+	}
+	if subflows < 2 {
+		t.Fatalf("the connection has %d subflows after 2 s, want 2", subflows)
+	}
+	r, err := NewFilesReader()
+	must(t, err)
+	defer r.Close()
+	seen := false
+	must(t, r.EachOf(os.Getpid(), func(f *FileSocket) {
+		if f.FD == fd {
+			seen = true
+			if f.Full || f.Protocol != IPProtoMPTCP {
+				t.Errorf("fd %d of %d subflows: full %v protocol %d, want it left to the walk", fd, subflows, f.Full, f.Protocol)
+			}
+		}
+	}))
+	if !seen {
+		t.Errorf("fd %d not listed", fd)
 	}
 }
