@@ -3,6 +3,7 @@ package inspect
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -110,9 +111,14 @@ func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 		lists[0], errs[0] = files[s.procs[0].PID], err
 		parallel(len(s.procs)-1, func(i int) {
 			p := s.procs[i+1]
-			var l []fdSocket
+			// Read into a scratch list that keeps its capacity, then copied
+			// once: growing each process's list costs more than the copy.
+			sp := fdScratch.Get().(*[]fdSocket)
+			l := (*sp)[:0]
 			errs[i+1] = fr.EachOf(p.PID, func(f *bpf.FileSocket) { l = append(l, fdOf(f)) })
-			lists[i+1] = l
+			lists[i+1] = slices.Clone(l)
+			*sp = l[:0]
+			fdScratch.Put(sp)
 		})
 		s.bpf.fileErrs = map[int]error{}
 		for i, p := range s.procs {
@@ -340,6 +346,8 @@ func (n *namespace) rereadBPF() {
 		n.sockets[s.Inode] = e
 	})
 }
+
+var fdScratch = sync.Pool{New: func() any { return new([]fdSocket) }}
 
 // fdOf is a descriptor as the task_file walk read it.
 func fdOf(f *bpf.FileSocket) fdSocket {

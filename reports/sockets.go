@@ -212,7 +212,7 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 	}
 	bw.Write(before)
 	bw.WriteString(`,"processes":[`)
-	var bufs [jsonWorkers]bytes.Buffer
+	var bufs [jsonWorkers][]byte
 	for i, p := range s.Processes {
 		if i > 0 {
 			bw.WriteByte(',')
@@ -253,7 +253,7 @@ const (
 
 // writeSocketsJSON writes socks as the elements of a JSON array, one per
 // line, each exactly as encoding/json encodes it.
-func writeSocketsJSON(bw *bufio.Writer, socks []inspect.Socket, bufs *[jsonWorkers]bytes.Buffer) error {
+func writeSocketsJSON(bw *bufio.Writer, socks []inspect.Socket, bufs *[jsonWorkers][]byte) error {
 	workers := min(jsonWorkers, runtime.GOMAXPROCS(0))
 	for lo := 0; lo < len(socks); lo += workers * jsonChunk {
 		var errs [jsonWorkers]error
@@ -267,7 +267,7 @@ func writeSocketsJSON(bw *bufio.Writer, socks []inspect.Socket, bufs *[jsonWorke
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[w] = encodeSockets(&bufs[w], socks, a, b)
+				bufs[w], errs[w] = encodeSockets(bufs[w][:0], socks, a, b)
 			}()
 		}
 		wg.Wait()
@@ -276,18 +276,16 @@ func writeSocketsJSON(bw *bufio.Writer, socks []inspect.Socket, bufs *[jsonWorke
 				return errs[w]
 			}
 			if lo+w*jsonChunk < len(socks) {
-				bw.Write(bufs[w].Bytes())
+				bw.Write(bufs[w])
 			}
 		}
 	}
 	return nil
 }
 
-// encodeSockets encodes socks[a:b] into out, each after a comma (but the
+// encodeSockets appends socks[a:b] to buf, each after a comma (but the
 // array's first) and a line break.
-func encodeSockets(out *bytes.Buffer, socks []inspect.Socket, a, b int) error {
-	out.Reset()
-	buf := out.AvailableBuffer()
+func encodeSockets(buf []byte, socks []inspect.Socket, a, b int) ([]byte, error) {
 	for j := a; j < b; j++ {
 		if j > 0 {
 			buf = append(buf, ',')
@@ -295,11 +293,10 @@ func encodeSockets(out *bytes.Buffer, socks []inspect.Socket, a, b int) error {
 		buf = append(buf, "\n    "...)
 		var err error
 		if buf, err = appendSocket(buf, &socks[j]); err != nil {
-			return err
+			return buf, err
 		}
 	}
-	out.Write(buf)
-	return nil
+	return buf, nil
 }
 
 // podName is namespace/pod/container as people write it, "-" outside a pod.
