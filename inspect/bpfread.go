@@ -57,24 +57,43 @@ func (s *scan) openBPF(explicit bool) {
 		s.bpfWhy = r.availErr.Error()
 		return
 	}
-	if r.tcpErr != nil {
-		s.bpfFailed(r.tcpErr)
-		return
-	}
-	s.bpf = &bpfPath{tcp: r.tcp}
-	for _, n := range s.nss {
-		n.tcp = r.tcp
-	}
-	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
 	if r.filesErr != nil {
-		for _, n := range s.nss {
-			n.walk = true // descriptors from /proc: sockets from the walks
+		// Descriptors from /proc: every namespace's sockets from its walk.
+		tcp, err := loadTCP()
+		if err != nil {
+			s.bpfFailed(err)
+			return
 		}
-		s.bpfWhy += "; descriptors listed from /proc: " + r.filesErr.Error()
+		s.bpf = &bpfPath{tcp: tcp}
+		for _, n := range s.nss {
+			n.tcp, n.walk = tcp, true
+		}
+		s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON; descriptors listed from /proc: " + r.filesErr.Error()
 		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", r.filesErr)
 		return
 	}
+	s.bpf = &bpfPath{}
+	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
 	s.listBPF(r.files, explicit)
+	// The iter/tcp program is loaded only for a namespace that needs it.
+	var walk []*namespace
+	for _, n := range s.nss {
+		if n.walk {
+			walk = append(walk, n)
+		}
+	}
+	if len(walk) == 0 {
+		return
+	}
+	tcp, err := loadTCP()
+	if err != nil {
+		s.notef("BPF TCP iterator unavailable, sockets of %d namespaces read with inet_diag and pidfd_getfd instead: %v", len(walk), err)
+		return
+	}
+	s.bpf.tcp = tcp
+	for _, n := range walk {
+		n.tcp = tcp
+	}
 }
 
 // listBPF lists the processes' descriptors with the task_file program and,
@@ -153,6 +172,9 @@ func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 		}
 	}
 	s.bpf.files = files
+	for _, n := range s.nss {
+		n.files = true
+	}
 	for _, p := range s.procs {
 		l, ok := files[p.PID]
 		if !ok {
@@ -187,9 +209,8 @@ var readers struct {
 }
 
 type loadedReaders struct {
-	tcp                        *bpf.TCPReader
-	files                      *bpf.FilesReader
-	availErr, tcpErr, filesErr error
+	files              *bpf.FilesReader
+	availErr, filesErr error
 }
 
 func loadReaders() loadedReaders {
@@ -204,11 +225,28 @@ func loadReaders() loadedReaders {
 		return *r
 	}
 	defer bpf.ReleaseBTF()
-	if r.tcp, r.tcpErr = bpf.NewTCPReader(); r.tcpErr != nil {
-		return *r
-	}
 	r.files, r.filesErr = bpf.NewFilesReader()
 	return *r
+}
+
+// tcpReader is the iter/tcp program, loaded by the first scan that has a
+// namespace to walk and kept, like the task_file program.
+var tcpReader struct {
+	sync.Mutex
+	loaded bool
+	r      *bpf.TCPReader
+	err    error
+}
+
+func loadTCP() (*bpf.TCPReader, error) {
+	tcpReader.Lock()
+	defer tcpReader.Unlock()
+	if !tcpReader.loaded {
+		tcpReader.loaded = true
+		defer bpf.ReleaseBTF()
+		tcpReader.r, tcpReader.err = bpf.NewTCPReader()
+	}
+	return tcpReader.r, tcpReader.err
 }
 
 // closeBPF adds the --explain-source note (the programs stay loaded).
@@ -262,13 +300,13 @@ func (s *scan) closeBPF() {
 // namespace to the dump and its sockets to pidfd_getfd, when the iterator
 // does not run (not in use, or a failure that the dump then reports).
 func (n *namespace) loadBPF(ns netns.NsHandle) bool {
-	if n.tcp == nil {
-		return false
-	}
-	if !n.walk {
+	if n.files && !n.walk {
 		// The descriptor walk read every socket its processes hold.
 		n.bpfRead = true
 		return true
+	}
+	if n.tcp == nil {
+		return false
 	}
 	n.sockets = map[uint64]diagEntry{}
 	err := n.tcp.ReadEach(ns, n.same, func(s *bpf.TCPSocket) {

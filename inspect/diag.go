@@ -34,7 +34,9 @@ type namespace struct {
 	bpfRead bool           // sockets holds what it read (diagEntry.bpf)
 	// walk: a process here holds a socket the descriptor walk could not
 	// read (or was not listed by it), so the namespace is walked too.
-	walk   bool
+	walk bool
+	// files: the descriptor walk read its processes' sockets.
+	files  bool
 	bpfErr error
 }
 
