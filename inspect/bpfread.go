@@ -279,7 +279,19 @@ func (s *scan) closeBPF() {
 	}
 	path := "pidfd_getfd + getsockopt (needs root or CAP_SYS_PTRACE), BPF iterators not used: " + s.bpfWhy
 	if s.bpf != nil {
-		path = "BPF iterators (iter/tcp, iter/task_file; " + s.bpfWhy + "), pidfd_getfd + getsockopt for sockets they cannot read"
+		walked := 0
+		for _, n := range s.nss {
+			if n.walk && n.bpfRead {
+				walked++
+			}
+		}
+		how := "iter/task_file reads each socket through its descriptor"
+		if s.bpf.files == nil {
+			how = "iter/tcp walks each namespace"
+		} else if walked > 0 {
+			how += fmt.Sprintf(", iter/tcp walked %d namespaces for MPTCP sockets of several subflows", walked)
+		}
+		path = "BPF iterators (" + how + "; " + s.bpfWhy + "), pidfd_getfd + getsockopt for sockets they cannot read"
 	}
 	if s.o.NoExact {
 		path = "kernel timers only (" + s.bpfWhy + ")"
