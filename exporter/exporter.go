@@ -18,10 +18,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -243,7 +245,33 @@ func Scan(eo Options) (*Snapshot, error) {
 	if denied > 0 {
 		s.Notes = append(s.Notes, fmt.Sprintf("%d processes skipped: their descriptors or namespaces cannot be read (run as root, or grant CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE and CAP_SYS_ADMIN)", denied))
 	}
+	// netnsOf[i] is s.Processes[i]'s namespace.
+	var netnsOf []string
 	for _, pids := range groups {
+		// Each process is summarised as soon as it is read and its sockets
+		// let go: a scan holds a batch of sockets, not the node's. ScanPIDs
+		// hands processes over only once nothing can fail any more, so a
+		// retry of the group (scanGroup) never counts one twice.
+		ns, nsPID := NetnsStats{}, 0
+		o.Each = func(p inspect.Process) {
+			if len(p.Sockets) == 0 {
+				return
+			}
+			maxIdle := eo.MaxIdle
+			if view != nil {
+				r := &inspect.Report{MaxIdleS: int(eo.MaxIdle / time.Second), Processes: []inspect.Process{p}}
+				view.Apply(r)
+				p = r.Processes[0]
+				s.Notes = append(s.Notes, r.Notes...)
+				// With --max-idle auto the limit is the process's own path's.
+				maxIdle = time.Duration(r.MaxIdleS) * time.Second
+			}
+			if ns.Netns == "" {
+				ns.Netns, nsPID = p.Netns, p.PID
+			}
+			s.Processes = append(s.Processes, summarise(&p, maxIdle))
+			netnsOf = append(netnsOf, p.Netns)
+		}
 		r, err := scanGroup(pids, o, &s.Notes)
 		if errors.Is(err, inspect.ErrNoInetDiag) {
 			return nil, err
@@ -251,25 +279,6 @@ func Scan(eo Options) (*Snapshot, error) {
 		if err != nil {
 			s.Notes = append(s.Notes, err.Error())
 			continue
-		}
-		if view != nil {
-			view.Apply(r)
-		}
-		ns, nsPID := NetnsStats{}, 0
-		for i := range r.Processes {
-			p := &r.Processes[i]
-			if len(p.Sockets) == 0 {
-				continue
-			}
-			// With --max-idle auto the limit is the namespace's own.
-			ps := summarise(p, logs, time.Duration(r.MaxIdleS)*time.Second)
-			if ns.Netns == "" {
-				ns.Netns, nsPID = p.Netns, p.PID
-			}
-			if ps.Pod.Pod != "" && ns.Pod.Name == "" {
-				ns.Pod = podRef{ps.Pod.Namespace, ps.Pod.Pod}
-			}
-			s.Processes = append(s.Processes, ps)
 		}
 		if ns.Netns != "" {
 			n, err := keepaliveProbes(nsPID)
@@ -287,6 +296,7 @@ func Scan(eo Options) (*Snapshot, error) {
 			}
 		}
 	}
+	identify(s, netnsOf, logs)
 	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].PID < s.Processes[j].PID })
 	s.Notes = unique(s.Notes)
 	s.Duration = time.Since(start)
@@ -328,7 +338,7 @@ func unique(notes []string) []string {
 	return out
 }
 
-func summarise(p *inspect.Process, logs *pod.Logs, maxIdle time.Duration) ProcessStats {
+func summarise(p *inspect.Process, maxIdle time.Duration) ProcessStats {
 	ps := ProcessStats{PID: p.PID, Comm: p.Comm, Sockets: map[inspect.Source]int{}}
 	for j := range p.Sockets {
 		sk := &p.Sockets[j]
@@ -351,11 +361,38 @@ func summarise(p *inspect.Process, logs *pod.Logs, maxIdle time.Duration) Proces
 			}
 		}
 	}
-	if c, err := pod.ReadCgroup(p.PID); err == nil {
-		ps.Pod = logs.Identify(c)
-	}
-	ps.PreloadMapped = preloadMapped(p.PID)
 	return ps
+}
+
+// identify names each process's pod and container and checks whether it
+// maps the preload library, on every CPU (two /proc reads per process),
+// then names each namespace by the first of its processes in a pod.
+func identify(s *Snapshot, netnsOf []string, logs *pod.Logs) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(s.Processes); i = int(next.Add(1)) - 1 {
+				ps := &s.Processes[i]
+				if c, err := pod.ReadCgroup(ps.PID); err == nil {
+					ps.Pod = logs.Identify(c)
+				}
+				ps.PreloadMapped = preloadMapped(ps.PID)
+			}
+		}()
+	}
+	wg.Wait()
+	index := make(map[string]int, len(s.Netns))
+	for i, n := range s.Netns {
+		index[n.Netns] = i
+	}
+	for i, ps := range s.Processes {
+		if n, ok := index[netnsOf[i]]; ok && ps.Pod.Pod != "" && s.Netns[n].Pod.Name == "" {
+			s.Netns[n].Pod = podRef{ps.Pod.Namespace, ps.Pod.Pod}
+		}
+	}
 }
 
 // pidsByNetns lists every process but this one, grouped by network

@@ -3,11 +3,13 @@ package inspect
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/kadiag/kadiag/internal/bpf"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // BPF: exact values read by kadiag's iter/tcp program straight from the
@@ -25,11 +27,13 @@ func (s Source) IsExact() bool { return s == Exact || s == BPF }
 // bpfPath is a scan's BPF read path: one loaded iter/tcp program for all
 // namespaces and one iter/task_file pass for every process's descriptors.
 type bpfPath struct {
-	tcp         *bpf.TCPReader
-	filesReader *bpf.FilesReader
-	perPID      bool               // each process's descriptors walked apart (bpfFDs)
-	files       map[int][]fdSocket // or all at once: by pid
-	read        atomic.Int64       // sockets whose values it gave
+	tcp *bpf.TCPReader
+	// files holds, by pid, the descriptors the task_file walk listed, with
+	// the sockets it read through them; a pid missing here is listed from
+	// /proc. fileErrs: pids the scoped walk found gone.
+	files    map[int][]fdSocket
+	fileErrs map[int]error
+	read     atomic.Int64 // sockets whose values it gave
 	// fellBack counts sockets it saw but left to pidfd_getfd: MPTCP sockets
 	// whose subflows disagree.
 	fellBack atomic.Int64
@@ -53,50 +57,136 @@ func (s *scan) openBPF(explicit bool) {
 		s.bpfWhy = r.availErr.Error()
 		return
 	}
-	if r.tcpErr != nil {
-		s.bpfFailed(r.tcpErr)
-		return
-	}
-	s.bpf = &bpfPath{tcp: r.tcp}
-	for _, n := range s.nss {
-		n.tcp = r.tcp
-	}
-	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
 	if r.filesErr != nil {
-		s.bpfWhy += "; descriptors listed from /proc: " + r.filesErr.Error()
+		// Descriptors from /proc: every namespace's sockets from its walk.
+		tcp, err := loadTCP()
+		if err != nil {
+			s.bpfFailed(err)
+			return
+		}
+		s.bpf = &bpfPath{tcp: tcp}
+		for _, n := range s.nss {
+			n.tcp, n.walk = tcp, true
+		}
+		s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON; descriptors listed from /proc: " + r.filesErr.Error()
 		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", r.filesErr)
 		return
 	}
-	fr := r.files
-	s.bpf.filesReader = fr
-	if explicit && len(s.procs) > 0 {
-		// A kernel before 6.1 cannot scope the walk to a process.
-		if _, err := fr.Of(s.procs[0].PID); err == nil {
-			s.bpf.perPID = true
-			return
+	s.bpf = &bpfPath{}
+	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
+	s.listBPF(r.files, explicit)
+	// The iter/tcp program is loaded only for a namespace that needs it.
+	var walk []*namespace
+	for _, n := range s.nss {
+		if n.walk {
+			walk = append(walk, n)
 		}
 	}
-	fs, err := fr.All()
-	if errors.Is(err, bpf.ErrPidNamespace) {
-		// Descriptors come from this namespace's /proc; options still from BPF.
-		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+	if len(walk) == 0 {
 		return
 	}
+	tcp, err := loadTCP()
 	if err != nil {
-		s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
-		s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
+		s.notef("BPF TCP iterator unavailable, sockets of %d namespaces read with inet_diag and pidfd_getfd instead: %v", len(walk), err)
 		return
 	}
+	s.bpf.tcp = tcp
+	for _, n := range walk {
+		n.tcp = tcp
+	}
+}
+
+// listBPF lists the processes' descriptors with the task_file program and,
+// through them, reads their TCP sockets: one walk for all processes (or
+// one scoped walk each, for given pids), whatever namespaces the sockets
+// live in. A namespace is then walked with iter/tcp only when one of its
+// processes holds a socket the descriptor read cannot give (MPTCP: its
+// options live in subflows no descriptor refers to).
+func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 	files := make(map[int][]fdSocket, len(s.procs))
+	add := func(f *bpf.FileSocket) {
+		l, ok := files[f.PID]
+		if !ok {
+			return
+		}
+		files[f.PID] = append(l, fdOf(f))
+	}
 	for _, p := range s.procs {
 		files[p.PID] = nil
 	}
-	for _, f := range fs {
-		if l, ok := files[f.PID]; ok {
-			files[f.PID] = append(l, fdSocket{fd: f.FD, inode: f.Inode})
+	var err error
+	// Scoped walks, one per process, run on every CPU; a kernel that
+	// cannot scope them gets one walk over every task.
+	scoped := len(s.procs) > 1 || explicit && len(s.procs) > 0
+	if scoped {
+		// A kernel before 6.1 cannot scope the walk to a process.
+		if err = fr.EachOf(s.procs[0].PID, add); errors.Is(err, bpf.ErrUnsupported) {
+			scoped = false
+		}
+	}
+	if scoped {
+		errs := make([]error, len(s.procs))
+		lists := make([][]fdSocket, len(s.procs))
+		lists[0], errs[0] = files[s.procs[0].PID], err
+		parallel(len(s.procs)-1, func(i int) {
+			p := s.procs[i+1]
+			// Read into a scratch list that keeps its capacity, then copied
+			// once: growing each process's list costs more than the copy.
+			sp := fdScratch.Get().(*[]fdSocket)
+			l := (*sp)[:0]
+			errs[i+1] = fr.EachOf(p.PID, func(f *bpf.FileSocket) { l = append(l, fdOf(f)) })
+			lists[i+1] = slices.Clone(l)
+			*sp = l[:0]
+			fdScratch.Put(sp)
+		})
+		s.bpf.fileErrs = map[int]error{}
+		for i, p := range s.procs {
+			switch {
+			case errs[i] != nil:
+				delete(files, p.PID) // listed from /proc
+				continue
+			case len(lists[i]) == 0:
+				// No sockets, or no process any more: only the latter is news.
+				if _, err := comm(p.PID); errors.Is(err, ErrNoProcess) {
+					s.bpf.fileErrs[p.PID] = err
+				}
+			}
+			files[p.PID] = lists[i]
+		}
+	} else {
+		err = fr.Each(add)
+		if err != nil {
+			for _, n := range s.nss {
+				n.walk = true // descriptors from /proc: sockets from the walks
+			}
+		}
+		if errors.Is(err, bpf.ErrPidNamespace) {
+			// Descriptors come from this namespace's /proc; options still from BPF.
+			s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+			return
+		}
+		if err != nil {
+			s.bpfWhy += "; descriptors listed from /proc: " + err.Error()
+			s.notef("the BPF task_file iterator failed, descriptors listed from /proc instead: %v", err)
+			return
 		}
 	}
 	s.bpf.files = files
+	for _, n := range s.nss {
+		n.files = true
+	}
+	for _, p := range s.procs {
+		l, ok := files[p.PID]
+		if !ok {
+			p.ns.walk = true
+		}
+		for _, f := range l {
+			if !f.full {
+				p.ns.walk = true
+				break
+			}
+		}
+	}
 }
 
 // bpfFailed records a BPF path that should have worked and did not: the
@@ -119,9 +209,8 @@ var readers struct {
 }
 
 type loadedReaders struct {
-	tcp                        *bpf.TCPReader
-	files                      *bpf.FilesReader
-	availErr, tcpErr, filesErr error
+	files              *bpf.FilesReader
+	availErr, filesErr error
 }
 
 func loadReaders() loadedReaders {
@@ -136,11 +225,28 @@ func loadReaders() loadedReaders {
 		return *r
 	}
 	defer bpf.ReleaseBTF()
-	if r.tcp, r.tcpErr = bpf.NewTCPReader(); r.tcpErr != nil {
-		return *r
-	}
 	r.files, r.filesErr = bpf.NewFilesReader()
 	return *r
+}
+
+// tcpReader is the iter/tcp program, loaded by the first scan that has a
+// namespace to walk and kept, like the task_file program.
+var tcpReader struct {
+	sync.Mutex
+	loaded bool
+	r      *bpf.TCPReader
+	err    error
+}
+
+func loadTCP() (*bpf.TCPReader, error) {
+	tcpReader.Lock()
+	defer tcpReader.Unlock()
+	if !tcpReader.loaded {
+		tcpReader.loaded = true
+		defer bpf.ReleaseBTF()
+		tcpReader.r, tcpReader.err = bpf.NewTCPReader()
+	}
+	return tcpReader.r, tcpReader.err
 }
 
 // closeBPF adds the --explain-source note (the programs stay loaded).
@@ -173,7 +279,19 @@ func (s *scan) closeBPF() {
 	}
 	path := "pidfd_getfd + getsockopt (needs root or CAP_SYS_PTRACE), BPF iterators not used: " + s.bpfWhy
 	if s.bpf != nil {
-		path = "BPF iterators (iter/tcp, iter/task_file; " + s.bpfWhy + "), pidfd_getfd + getsockopt for sockets they cannot read"
+		walked := 0
+		for _, n := range s.nss {
+			if n.walk && n.bpfRead {
+				walked++
+			}
+		}
+		how := "iter/task_file reads each socket through its descriptor"
+		if s.bpf.files == nil {
+			how = "iter/tcp walks each namespace"
+		} else if walked > 0 {
+			how += fmt.Sprintf(", iter/tcp walked %d namespaces for MPTCP sockets of several subflows", walked)
+		}
+		path = "BPF iterators (" + how + "; " + s.bpfWhy + "), pidfd_getfd + getsockopt for sockets they cannot read"
 	}
 	if s.o.NoExact {
 		path = "kernel timers only (" + s.bpfWhy + ")"
@@ -194,6 +312,11 @@ func (s *scan) closeBPF() {
 // namespace to the dump and its sockets to pidfd_getfd, when the iterator
 // does not run (not in use, or a failure that the dump then reports).
 func (n *namespace) loadBPF(ns netns.NsHandle) bool {
+	if n.files && !n.walk {
+		// The descriptor walk read every socket its processes hold.
+		n.bpfRead = true
+		return true
+	}
 	if n.tcp == nil {
 		return false
 	}
@@ -238,6 +361,9 @@ func (s *scan) rereadBPF() {
 			continue
 		}
 		for _, f := range p.fds {
+			if f.full {
+				continue
+			}
 			if _, ok := n.sockets[f.inode]; !ok {
 				todo[n] = true
 				break
@@ -271,6 +397,18 @@ func (n *namespace) rereadBPF() {
 	})
 }
 
+var fdScratch = sync.Pool{New: func() any { return new([]fdSocket) }}
+
+// fdOf is a descriptor as the task_file walk read it.
+func fdOf(f *bpf.FileSocket) fdSocket {
+	fd := fdSocket{fd: f.FD, inode: f.Inode, netns: f.Netns, full: f.Full}
+	if f.Full {
+		fd.e = diagOf(&f.TCP)
+		fd.e.bpf, fd.e.hasBPF = bpfValuesOf(&f.TCP), true
+	}
+	return fd
+}
+
 // diagOf is what inet_diag would have answered for the socket.
 func diagOf(s *bpf.TCPSocket) diagEntry {
 	e := diagEntry{
@@ -282,8 +420,6 @@ func diagOf(s *bpf.TCPSocket) diagEntry {
 		mptcp:        s.Protocol == bpf.IPProtoMPTCP,
 		sport:        s.Local.Port(),
 		dport:        s.Remote.Port(),
-		src:          s.Local.Addr(),
-		dst:          s.Remote.Addr(),
 		expires:      s.TimerExpiresMs,
 		rqueue:       s.RecvQ,
 		wqueue:       s.SendQ,
@@ -291,6 +427,13 @@ func diagOf(s *bpf.TCPSocket) diagEntry {
 		inode:        uint32(s.Inode),
 		lastDataRecv: s.LastDataRecvMs,
 		lastAckRecv:  s.LastAckRecvMs,
+	}
+	if s.Family == unix.AF_INET6 {
+		e.src, e.dst = s.Local.Addr().As16(), s.Remote.Addr().As16()
+	} else {
+		a, b := s.Local.Addr().As4(), s.Remote.Addr().As4()
+		copy(e.src[:], a[:])
+		copy(e.dst[:], b[:])
 	}
 	return e
 }
@@ -355,29 +498,11 @@ func (s *scan) setBPF(n *namespace, sk *Socket, m *diagEntry) bool {
 // bpfFDs returns the process's socket descriptors from the task_file
 // program; ok false means the BPF path does not list them (use /proc).
 func (s *scan) bpfFDs(pid int) (_ []fdSocket, ok bool, _ error) {
-	switch {
-	case s.bpf == nil:
+	if s.bpf == nil || s.bpf.files == nil {
 		return nil, false, nil
-	case s.bpf.perPID:
-		fs, err := s.bpf.filesReader.Of(pid)
-		if err != nil {
-			return nil, false, nil
-		}
-		if len(fs) == 0 {
-			// No sockets, or no process any more: only the latter is news.
-			if _, err := comm(pid); errors.Is(err, ErrNoProcess) {
-				return nil, true, err
-			}
-		}
-		out := make([]fdSocket, len(fs))
-		for i, f := range fs {
-			out[i] = fdSocket{fd: f.FD, inode: f.Inode}
-		}
-		return out, true, nil
-	case s.bpf.files != nil:
-		return s.bpf.files[pid], true, nil
 	}
-	return nil, false, nil
+	l, ok := s.bpf.files[pid]
+	return l, ok, s.bpf.fileErrs[pid]
 }
 
 // hasInferred reports whether any socket of the process ended up without

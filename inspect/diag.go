@@ -32,7 +32,12 @@ type namespace struct {
 
 	tcp     *bpf.TCPReader // set when the BPF path reads (bpfread.go)
 	bpfRead bool           // sockets holds what it read (diagEntry.bpf)
-	bpfErr  error
+	// walk: a process here holds a socket the descriptor walk could not
+	// read (or was not listed by it), so the namespace is walked too.
+	walk bool
+	// files: the descriptor walk read its processes' sockets.
+	files  bool
+	bpfErr error
 }
 
 // selfNetns returns the caller's network namespace inode (0 if unknown).

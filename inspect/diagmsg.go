@@ -63,13 +63,24 @@ type diagEntry struct {
 	// hasBPF says bpf holds the iter/tcp program's read of the socket:
 	// kept in the entry, not in a second map per namespace, so that a
 	// namespace of 100,000 sockets costs one map insert and one lookup each.
-	hasBPF                       bool
-	sport, dport                 uint16
-	bpf                          bpfSocket
-	src, dst                     netip.Addr
+	hasBPF       bool
+	sport, dport uint16
+	bpf          bpfSocket
+	// src and dst are the addresses' 16 bytes (an IPv4 address in the
+	// first 4): no pointer, so that the GC need not scan 100,000 entries.
+	src, dst                     [16]byte
 	expires, rqueue, wqueue, uid uint32
 	inode                        uint32
 	lastDataRecv, lastAckRecv    uint32
+}
+
+// addrs returns the socket's addresses, an IPv4-mapped IPv6 address as
+// the IPv4 address it is.
+func (e *diagEntry) addrs() (src, dst netip.Addr) {
+	if e.family == unix.AF_INET6 {
+		return netip.AddrFrom16(e.src).Unmap(), netip.AddrFrom16(e.dst).Unmap()
+	}
+	return netip.AddrFrom4([4]byte(e.src[:4])), netip.AddrFrom4([4]byte(e.dst[:4]))
 }
 
 // decodeDiag decodes one inet_diag_msg and its tcp_info attribute. The
@@ -94,11 +105,10 @@ func decodeDiag(b []byte) (diagEntry, bool) {
 		inode:   ne.Uint32(b[68:]),
 	}
 	if e.family == unix.AF_INET6 {
-		e.src = netip.AddrFrom16([16]byte(b[8:24]))
-		e.dst = netip.AddrFrom16([16]byte(b[24:40]))
+		e.src, e.dst = [16]byte(b[8:24]), [16]byte(b[24:40])
 	} else {
-		e.src = netip.AddrFrom4([4]byte(b[8:12]))
-		e.dst = netip.AddrFrom4([4]byte(b[24:28]))
+		copy(e.src[:], b[8:12])
+		copy(e.dst[:], b[24:28])
 	}
 	for a := b[sizeofDiagMsg:]; len(a) >= 4; {
 		l := int(ne.Uint16(a))

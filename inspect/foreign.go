@@ -79,9 +79,9 @@ func tcpProtocol(nfd int) int {
 
 // foreign finds the sockets of every process that live in other namespaces,
 // dumps those namespaces (once each) and adds the sockets to their process.
-func (s *scan) foreign() {
+func (s *scan) foreign(of []*proc) {
 	var ps []*proc
-	for _, p := range s.procs {
+	for _, p := range of {
 		if len(p.missing) > 0 && p.pfd >= 0 && !p.gone.Load() {
 			ps = append(ps, p)
 		}
@@ -96,7 +96,8 @@ func (s *scan) foreign() {
 	nss := map[uint64]*namespace{}
 	var load []*namespace
 	for ino, fd := range nsfds {
-		if n, ok := s.nss[ino]; ok && n.err == nil {
+		// A namespace read only through descriptors has no table to serve.
+		if n, ok := s.nss[ino]; ok && n.err == nil && n.sockets != nil {
 			nss[ino] = n // a scanned process lives there: its dump serves
 			unix.Close(fd)
 			continue

@@ -82,6 +82,11 @@ type Options struct {
 	// ExplainSource adds a note saying which read path gave the values
 	// (BPF iterators, pidfd_getfd + getsockopt, kernel timers) and why.
 	ExplainSource bool
+	// Each, when set, is handed each process as soon as its sockets are
+	// read and judged, and the Report lists no processes (its Summary still
+	// counts their sockets): a node-wide scan then holds a few thousand
+	// sockets at a time, not all of them. The Process is Each's to keep.
+	Each func(Process)
 
 	// noBPF skips the BPF iterators: tests compare both exact paths.
 	noBPF bool
@@ -183,6 +188,8 @@ type Socket struct {
 	// Conntrack is the flow's entry in a conntrack table of this node, when
 	// asked for (--max-idle auto, --conntrack-netns) and found; else null.
 	Conntrack *Conntrack `json:"conntrack"`
+
+	local int8 // IsLocal(Local, Remote), when the scan knows it (flowLocal)
 }
 
 // Keepalive is what a socket does when idle. With Source "inferred" the idle

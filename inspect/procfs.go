@@ -21,6 +21,12 @@ const procRoot = "/proc"
 type fdSocket struct {
 	fd    int
 	inode uint64
+	// From the BPF descriptor walk: the socket's namespace and its read
+	// (unless full, to be found in the namespace's walk or dump), held by
+	// value: 100,000 descriptors are then a few slices, not 100,000 objects.
+	netns uint32
+	full  bool
+	e     diagEntry
 }
 
 // procErr turns a procfs error about pid into a *proc.PIDError wrapping one

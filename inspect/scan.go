@@ -133,11 +133,12 @@ type proc struct {
 	ns  *namespace
 	fds []fdSocket
 
-	pfd    pidfd
-	exact  atomic.Bool // options are still read with getsockopt
-	denied atomic.Bool // duplicating descriptors was refused
-	gone   atomic.Bool
-	slots  []Socket // one per fd; FD -1 marks a slot left empty
+	pfd     pidfd
+	exact   atomic.Bool // options are still read with getsockopt
+	denied  atomic.Bool // duplicating descriptors was refused
+	gone    atomic.Bool
+	emitted bool     // handed to Options.Each
+	slots   []Socket // one per fd; FD -1 marks a slot left empty
 
 	mu      sync.Mutex
 	missing []fdSocket // sockets not in the namespace's dump, checked by foreign
@@ -155,6 +156,7 @@ type scan struct {
 	selfIno uint64
 	cgroups *cgroupGuard // nil unless a net_cls/net_prio v1 hierarchy is mounted
 	bpf     *bpfPath     // nil unless the BPF iterators read (bpfread.go)
+	summary Summary      // verdict counts of the sockets judged so far
 	bpfWhy  string       // why they do or do not
 
 	mu    sync.Mutex
@@ -291,12 +293,52 @@ func (s *scan) run(explicit bool) error {
 			s.notef("the socket dump of %s was interrupted by concurrent changes three times; some sockets may be missing", n.id)
 		}
 	}
+	inferred := 0
+	if s.o.Each == nil {
+		s.read(s.procs, explicit, &exited, &inferred)
+	} else {
+		// Batches of about batchFDs descriptors: enough to keep every CPU
+		// busy, few enough that their sockets stay a few MB.
+		for lo := 0; lo < len(s.procs); {
+			hi, n := lo, 0
+			for hi < len(s.procs) && (hi == lo || n+len(s.procs[hi].fds) <= batchFDs) {
+				n += len(s.procs[hi].fds)
+				hi++
+			}
+			batch := s.procs[lo:hi]
+			s.read(batch, explicit, &exited, &inferred)
+			s.emit(batch)
+			lo = hi
+		}
+	}
+	if inferred > 0 {
+		hint := "run 'sudo kadiag sockets ...' for exact values"
+		if kproc.IsRoot() {
+			hint = privHint("CAP_SYS_PTRACE")
+		}
+		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets (pidfd_getfd, Linux 5.6+) needs root or CAP_SYS_PTRACE (%s)", inferred, hint)
+	}
+	// Host-wide, processes come and go all the time: one line, not one each.
+	if !explicit && exited > 0 {
+		s.notef("%d processes exited during the scan; skipped", exited)
+	}
+	return nil
+}
+
+// batchFDs is about how many descriptors a scan with Options.Each reads
+// before handing their processes over.
+const batchFDs = 8192
+
+// read joins the processes' descriptors with their namespaces' sockets and
+// reads the options the BPF walk did not give, counting processes that
+// exited and those whose values are inferred.
+func (s *scan) read(ps []*proc, explicit bool, exited, inferred *int) {
 	type task struct {
 		p      *proc
 		lo, hi int
 	}
 	var tasks []task
-	for _, p := range s.procs {
+	for _, p := range ps {
 		p.Sysctl = p.ns.sysctl
 		if p.gone.Load() || len(p.fds) == 0 {
 			continue
@@ -305,7 +347,7 @@ func (s *scan) run(explicit bool) error {
 			if explicit {
 				s.notef("pid %d exited during the scan; skipped", p.PID)
 			}
-			exited++
+			*exited++
 			continue
 		}
 		for lo := 0; lo < len(p.fds); lo += chunk {
@@ -313,9 +355,8 @@ func (s *scan) run(explicit bool) error {
 		}
 	}
 	parallel(len(tasks), func(i int) { s.join(tasks[i].p, tasks[i].lo, tasks[i].hi) })
-	s.foreign()
-	inferred := 0
-	for _, p := range s.procs {
+	s.foreign(ps)
+	for _, p := range ps {
 		if p.pfd >= 0 {
 			// Older kernels answer pidfd_getfd on an exiting process with
 			// EBADF, as for a closed descriptor, rather than ESRCH.
@@ -329,32 +370,46 @@ func (s *scan) run(explicit bool) error {
 		}
 		p.finish()
 		if p.denied.Load() && p.hasInferred() {
-			inferred++
+			*inferred++
 		}
 		if p.cgroupV1 != "" && p.hasInferred() {
 			s.notef("pid %d: keepalive values inferred from kernel timers, not read exactly: %s, and duplicating its sockets (pidfd_getfd) would rewrite their net_cls classid and net_prio index to kadiag's (cgroup v1); run kadiag in the same net_cls/net_prio cgroups for exact values (see docs/privileges.md)", p.PID, p.cgroupV1)
 		}
 	}
-	if inferred > 0 {
-		hint := "run 'sudo kadiag sockets ...' for exact values"
-		if kproc.IsRoot() {
-			hint = privHint("CAP_SYS_PTRACE")
-		}
-		s.notef("keepalive values of %d processes are inferred from kernel timers: duplicating their sockets (pidfd_getfd, Linux 5.6+) needs root or CAP_SYS_PTRACE (%s)", inferred, hint)
-	}
-	for _, p := range s.procs {
+	for _, p := range ps {
 		if p.gone.Load() && len(p.slots) > 0 {
 			if explicit {
 				s.notef("pid %d exited during the scan; skipped", p.PID)
 			}
-			exited++
+			*exited++
 		}
 	}
-	// Host-wide, processes come and go all the time: one line, not one each.
-	if !explicit && exited > 0 {
-		s.notef("%d processes exited during the scan; skipped", exited)
+}
+
+// emit judges a batch's processes, hands them to Options.Each and lets
+// their sockets go.
+func (s *scan) emit(ps []*proc) {
+	for _, p := range ps {
+		if p.gone.Load() {
+			continue
+		}
+		s.judge(p)
+		if p.Sockets == nil {
+			p.Sockets = []Socket{}
+		}
+		s.o.Each(p.Process)
+		p.Sockets, p.fds, p.emitted = nil, nil, true
 	}
-	return nil
+}
+
+// judge sets each socket's verdict and counts it in the scan's summary.
+func (s *scan) judge(p *proc) {
+	for i := range p.Sockets {
+		sk := &p.Sockets[i]
+		sk.Verdict, sk.Reason = Judge(sk, s.o.MaxIdle)
+		sk.DeadPeerS = sk.Keepalive.deadPeer()
+		s.summary.count(sk.Verdict)
+	}
 }
 
 // prepare opens the process's pidfd, unless exact values are not wanted or
@@ -391,26 +446,34 @@ func (s *scan) join(p *proc, lo, hi int) {
 		if p.gone.Load() {
 			return
 		}
-		f := p.fds[i]
+		f := &p.fds[i]
 		sk := &p.slots[i]
 		sk.FD = -1
-		e, ok := p.ns.sockets[f.inode]
+		e, ok := &f.e, f.full
+		if !ok {
+			var m diagEntry
+			m, ok = p.ns.sockets[f.inode]
+			e = &m
+		}
 		if !ok {
 			// Not TCP, closed since the listing, or a socket of another
 			// namespace: only its duplicate can tell (foreign).
 			if p.exact.Load() {
 				p.mu.Lock()
-				p.missing = append(p.missing, f)
+				p.missing = append(p.missing, *f)
 				p.mu.Unlock()
 			}
 			continue
 		}
-		*sk = newSocket(f.fd, &e)
-		if s.setBPF(p.ns, sk, &e) {
+		*sk = newSocket(f.fd, e)
+		if f.full && uint64(f.netns) != p.ns.ino {
+			sk.Netns = fmt.Sprintf("net:[%d]", f.netns)
+		}
+		if s.setBPF(p.ns, sk, e) {
 			continue
 		}
 		if !p.exact.Load() {
-			sk.setInferred(&e, p.ns.sysctl)
+			sk.setInferred(e, p.ns.sysctl)
 			continue
 		}
 		if s.o.beforeDup != nil {
@@ -419,7 +482,7 @@ func (s *scan) join(p *proc, lo, hi int) {
 		o, err := p.pfd.read(f.fd, f.inode)
 		switch {
 		case err == nil:
-			sk.setExact(o, &e)
+			sk.setExact(o, e)
 		case errors.Is(err, sockfd.ErrReused):
 			sk.FD = -1
 			s.notef("pid %d %v; skipped", p.PID, err)
@@ -431,9 +494,9 @@ func (s *scan) join(p *proc, lo, hi int) {
 		case denied(err):
 			p.exact.Store(false)
 			p.denied.Store(true)
-			sk.setInferred(&e, p.ns.sysctl)
+			sk.setInferred(e, p.ns.sysctl)
 		default:
-			sk.setInferred(&e, p.ns.sysctl)
+			sk.setInferred(e, p.ns.sysctl)
 			sk.Reason = fmt.Sprintf("getsockopt: %v; values inferred from kernel timers", err)
 		}
 	}
@@ -462,20 +525,16 @@ func (s *scan) report() *Report {
 		Notes:     s.notes,
 	}
 	for _, p := range s.procs {
-		if p.gone.Load() {
+		if p.gone.Load() || p.emitted {
 			continue
 		}
-		for i := range p.Sockets {
-			sk := &p.Sockets[i]
-			sk.Verdict, sk.Reason = Judge(sk, s.o.MaxIdle)
-			sk.DeadPeerS = sk.Keepalive.deadPeer()
-			r.Summary.count(sk.Verdict)
-		}
+		s.judge(p)
 		if p.Sockets == nil {
 			p.Sockets = []Socket{}
 		}
 		r.Processes = append(r.Processes, p.Process)
 	}
+	r.Summary = s.summary
 	return r
 }
 

@@ -283,7 +283,7 @@ func TestSocketOfAnotherNamespace(t *testing.T) {
 	if got == nil {
 		t.Fatalf("fd 3 (socket:[%d] of %s) missing from the holder (in %s): sockets %+v, notes %q", st.Ino, want, id, r.Processes[0].Sockets, r.Notes)
 	}
-	if got.Netns != want || got.Inode != st.Ino || got.State != "ESTABLISHED" || got.Keepalive.Source != Exact || got.Keepalive.IdleS != 41 {
+	if got.Netns != want || got.Inode != st.Ino || got.State != "ESTABLISHED" || !got.Keepalive.Source.IsExact() || got.Keepalive.IdleS != 41 {
 		t.Errorf("fd 3: %+v, want socket:[%d] of %s, established, idle 41 s read exactly", got, st.Ino, want)
 	}
 	ss := ssDump(t, l.client)

@@ -41,14 +41,15 @@ const timerKeepalive = 2
 // newSocket fills a Socket from its inet_diag entry; keepalive values and
 // the verdict come later.
 func newSocket(fd int, m *diagEntry) Socket {
+	src, dst := m.addrs()
 	s := Socket{
-		FD:       fd,
-		Inode:    uint64(m.inode),
-		Family:   "inet",
-		Protocol: "tcp",
-		// An IPv4-mapped IPv6 address is shown as the IPv4 address it is.
-		Local:          netip.AddrPortFrom(m.src.Unmap(), m.sport).String(),
-		Remote:         netip.AddrPortFrom(m.dst.Unmap(), m.dport).String(),
+		FD:             fd,
+		Inode:          uint64(m.inode),
+		Family:         "inet",
+		Protocol:       "tcp",
+		Local:          netip.AddrPortFrom(src, m.sport).String(),
+		Remote:         netip.AddrPortFrom(dst, m.dport).String(),
+		local:          localFlow(src, dst),
 		TimerExpiresMs: int64(m.expires),
 		TimerRetrans:   int(m.retrans),
 		UID:            m.uid,
@@ -191,7 +192,7 @@ func Judge(s *Socket, maxIdle time.Duration) (Verdict, string) {
 		}
 		return Listen, fmt.Sprintf("accepted sockets inherit keepalive on, first probe after %ds", k.IdleS)
 	}
-	if IsLocal(s.Local, s.Remote) {
+	if s.local == flowLocal || s.local == flowUnknown && IsLocal(s.Local, s.Remote) {
 		return Local, "peer on this host, no middlebox in between"
 	}
 	if k.Source == Unknown {
@@ -215,6 +216,21 @@ func Judge(s *Socket, maxIdle time.Duration) (Verdict, string) {
 		return AtRisk, fmt.Sprintf("first probe after %ds, middlebox forgets after %ds", k.IdleS, int(maxIdle/time.Second))
 	}
 	return OK, ""
+}
+
+// flowLocal and flowRemote cache IsLocal's answer in a Socket a scan made
+// (from the addresses it read, not parsed back from their text).
+const (
+	flowUnknown int8 = iota
+	flowLocal
+	flowRemote
+)
+
+func localFlow(local, remote netip.Addr) int8 {
+	if remote.IsLoopback() || local == remote {
+		return flowLocal
+	}
+	return flowRemote
 }
 
 // IsLocal reports whether a flow between two "addr:port" endpoints stays

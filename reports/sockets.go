@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
@@ -210,8 +212,7 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 	}
 	bw.Write(before)
 	bw.WriteString(`,"processes":[`)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	var bufs [jsonWorkers][]byte
 	for i, p := range s.Processes {
 		if i > 0 {
 			bw.WriteByte(',')
@@ -230,16 +231,8 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 		bw.WriteString("\n  ")
 		bw.Write(pb[:len(pb)-len(sockKey)])
 		bw.WriteString(`"sockets":[`)
-		for j := range socks {
-			buf.Reset()
-			if err := enc.Encode(&socks[j]); err != nil {
-				return err
-			}
-			if j > 0 {
-				bw.WriteByte(',')
-			}
-			bw.WriteString("\n    ")
-			bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+		if err := writeSocketsJSON(bw, socks, &bufs); err != nil {
+			return err
 		}
 		bw.WriteString("]}")
 	}
@@ -247,6 +240,63 @@ func (s Sockets) WriteJSON(w io.Writer) error {
 	bw.Write(after)
 	bw.WriteByte('\n')
 	return bw.Flush()
+}
+
+// jsonWorkers and jsonChunk: sockets are encoded by up to jsonWorkers
+// goroutines, jsonChunk each at a time, then written in order: encoding
+// one socket takes longer than writing it, and a window of
+// jsonWorkers*jsonChunk sockets bounds the memory it takes.
+const (
+	jsonWorkers = 4
+	jsonChunk   = 4096
+)
+
+// writeSocketsJSON writes socks as the elements of a JSON array, one per
+// line, each exactly as encoding/json encodes it.
+func writeSocketsJSON(bw *bufio.Writer, socks []inspect.Socket, bufs *[jsonWorkers][]byte) error {
+	workers := min(jsonWorkers, runtime.GOMAXPROCS(0))
+	for lo := 0; lo < len(socks); lo += workers * jsonChunk {
+		var errs [jsonWorkers]error
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			a := lo + w*jsonChunk
+			if a >= len(socks) {
+				break
+			}
+			b := min(a+jsonChunk, len(socks))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bufs[w], errs[w] = encodeSockets(bufs[w][:0], socks, a, b)
+			}()
+		}
+		wg.Wait()
+		for w := 0; w < workers; w++ {
+			if errs[w] != nil {
+				return errs[w]
+			}
+			if lo+w*jsonChunk < len(socks) {
+				bw.Write(bufs[w])
+			}
+		}
+	}
+	return nil
+}
+
+// encodeSockets appends socks[a:b] to buf, each after a comma (but the
+// array's first) and a line break.
+func encodeSockets(buf []byte, socks []inspect.Socket, a, b int) ([]byte, error) {
+	for j := a; j < b; j++ {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, "\n    "...)
+		var err error
+		if buf, err = appendSocket(buf, &socks[j]); err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // podName is namespace/pod/container as people write it, "-" outside a pod.

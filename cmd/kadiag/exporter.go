@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -80,6 +81,12 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 				return fmt.Errorf("--listen %s: %w (pick a free port)", listen, err)
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			// A scan's garbage is a few times the heap between scans: a GC
+			// target of 1.5x (not 2x) the live heap keeps a node agent's
+			// peak RSS down for a few percent of one CPU. GOGC overrides.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(exporterGCPercent)
+			}
 			e := exporter.New(exporter.Options{Interval: interval, MaxIdle: idle, Logger: log, PerProcess: perProcess, LogRoot: logRoot, WebConfigFile: webConfig, Middleboxes: nbo})
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -107,3 +114,6 @@ see docs/exporter.md). It stops cleanly on SIGINT or SIGTERM.`,
 	})
 	return cmd
 }
+
+// exporterGCPercent is the exporter's GOGC unless the environment sets one.
+const exporterGCPercent = 50

@@ -138,3 +138,24 @@ func (b *builder) enforce(sk asm.Register, opts []option, dry bool, rec *record)
 		}
 	}
 }
+
+// zero clears size bytes of the stack from off: the verifier refuses a
+// record with uninitialised bytes, and a record's unset fields read as 0.
+func (b *builder) zero(off, size int16) {
+	for o := int16(0); o < size; o += 4 {
+		b.emit(asm.StoreImm(asm.RFP, off+o, 0, asm.Word))
+	}
+}
+
+// seqWrite emits bpf_seq_write(ctx->meta->seq, R10+rec, size), the
+// iterator's output; R6 holds the iterator context.
+func (b *builder) seqWrite(metaOff, seqOff, rec int16, size int32) {
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R6, metaOff, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, seqOff, asm.DWord),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(rec)),
+		asm.Mov.Imm(asm.R3, size),
+		asm.FnSeqWrite.Call(),
+	)
+}

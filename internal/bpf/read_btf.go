@@ -208,3 +208,23 @@ func sharedCache() *btf.Cache {
 	defer kernel.Unlock()
 	return btfCache
 }
+
+// kfuncCast returns the kernel BTF ids of the bpf_rdonly_cast kfunc
+// (Linux 6.2+) and of struct structName, or ok false when the kernel has
+// no such kfunc. A pointer the verifier cannot trust, such as a struct
+// socket's sk, may be read only as the type it was loaded as; the cast
+// lets a program read it as the struct tcp_sock it is.
+func kfuncCast(structName string) (fn, typ btf.TypeID, ok bool) {
+	spec, err := kernelSpec()
+	if err != nil {
+		return 0, 0, false
+	}
+	var f *btf.Func
+	var s *btf.Struct
+	if spec.TypeByName("bpf_rdonly_cast", &f) != nil || spec.TypeByName(structName, &s) != nil {
+		return 0, 0, false
+	}
+	fn, err1 := spec.TypeID(f)
+	typ, err2 := spec.TypeID(s)
+	return fn, typ, err1 == nil && err2 == nil
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -11,32 +12,80 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
 // FileSocket is one descriptor of a process that refers to an inet stream
-// socket (TCP or MPTCP), as an iter/task_file program saw it.
+// socket (TCP or MPTCP), as an iter/task_file program saw it, with the
+// socket itself read through the descriptor's file: one walk over every
+// process reads every TCP socket they hold, in every network namespace,
+// without walking any namespace's socket hash table.
 type FileSocket struct {
 	PID   int    // thread group id, in kadiag's pid namespace
 	FD    int    // descriptor number in the process
 	Inode uint64 // socket inode, as /proc/PID/fd/FD's socket:[inode]
+	// Netns is the inode number of the socket's network namespace
+	// (net:[Netns]), which need not be the process's.
+	Netns uint32
+	// Protocol is the socket's: IPPROTO_TCP or IPProtoMPTCP.
+	Protocol int
+	// Full says TCP holds the socket's read. An MPTCP socket's options
+	// live in its subflows, which no descriptor refers to: read them with
+	// the namespace's TCPReader.
+	Full bool
+	TCP  TCPSocket
 }
 
-// fileRecordSize: tgid u32, fd u32, inode u64, and the pid namespace
-// level of the reader (kadiag) u32, padding.
-const fileRecordSize = 24
+// fileHeaderSize is the part of a record before the TCP record: tgid u32,
+// fd u32, the reader's pid namespace level u32, the socket's netns inode
+// u32, the reader's namespace's tcp_keepalive_time in jiffies u32 (with
+// its value in seconds it gives HZ), the socket's protocol u16, and a
+// byte that says whether a TCP record follows.
+const (
+	fileHeaderSize = 24
+	fileRecordSize = fileHeaderSize + tcpRecordSize
+
+	hdrPID      = 0
+	hdrFD       = 4
+	hdrPidLevel = 8
+	hdrNetns    = 12
+	hdrSelfSys  = 16
+	hdrProtocol = 20
+	hdrFull     = 22
+)
 
 type filesLayout struct {
+	tcp                                      *tcpLayout
 	metaOff, seqOff, taskOff, fdOff, fileOff int16
 	tgid, socketType, socketSk, family       field
 	fileInode, inodeIno                      field
 	threadPid, pidLevel                      field
+	skNet, netInum, skUID                    field
+	nsproxy, nsNet                           field
+	skCookie                                 field
+	// castFn and tcpSockID are bpf_rdonly_cast's and struct tcp_sock's
+	// BTF ids; castFn 0: the kernel cannot cast, records carry no TCP part.
+	castFn, tcpSockID btf.TypeID
+	// mptcpSockID and struct mptcp_sock's conn_list and first, where the
+	// kernel has MPTCP (else 0: MPTCP sockets come without a TCP part).
+	mptcpSockID     btf.TypeID
+	connList, first field
 }
 
+// noCast makes the program list descriptors only, as on a kernel without
+// bpf_rdonly_cast (before 6.2): tests check that variant loads and lists.
+var noCast bool
+
 func loadFilesLayout() (*filesLayout, error) {
+	tl, err := loadTCPLayout()
+	if err != nil {
+		return nil, err
+	}
 	var fs fields
 	l := &filesLayout{
+		tcp:        tl,
 		metaOff:    fs.get("bpf_iter__task_file", "meta").off,
 		seqOff:     fs.get("bpf_iter_meta", "seq").off,
 		taskOff:    fs.get("bpf_iter__task_file", "task").off,
@@ -50,22 +99,41 @@ func loadFilesLayout() (*filesLayout, error) {
 		inodeIno:   fs.scalar("inode", "i_ino"),
 		threadPid:  fs.scalar("task_struct", "thread_pid"),
 		pidLevel:   fs.scalar("pid", "level"),
+		skNet:      fs.scalar("sock", "__sk_common", "skc_net", "net"),
+		netInum:    fs.scalar("net", "ns", "inum"),
+		skUID:      fs.scalar("sock", "sk_uid", "val"),
+		nsproxy:    fs.scalar("task_struct", "nsproxy"),
+		nsNet:      fs.scalar("nsproxy", "net_ns"),
+		skCookie:   fs.scalar("sock", "__sk_common", "skc_cookie", "counter"),
+	}
+	l.castFn, l.tcpSockID, _ = kfuncCast("tcp_sock")
+	if noCast {
+		l.castFn = 0
+	}
+	var ms fields
+	l.connList, l.first = ms.get("mptcp_sock", "conn_list"), ms.scalar("mptcp_sock", "first")
+	if _, id, ok := kfuncCast("mptcp_sock"); ok && ms.err == nil {
+		l.mptcpSockID = id
 	}
 	if fs.err != nil {
 		return nil, fs.err
 	}
-	if l.tgid.bytes != 4 || l.pidLevel.bytes != 4 || l.inodeIno.bytes > 8 {
-		return nil, fmt.Errorf("%w: task_struct.tgid is %d bytes", ErrUnsupported, l.tgid.bytes)
+	if l.tgid.bytes != 4 || l.pidLevel.bytes != 4 || l.inodeIno.bytes > 8 || l.netInum.bytes != 4 || l.skUID.bytes != 4 {
+		return nil, fmt.Errorf("%w: task_struct.tgid, pid.level, ns_common.inum or sk_uid is not 4 bytes", ErrUnsupported)
 	}
 	return l, nil
 }
 
-// filesInstructions writes (tgid, fd, inode) for every descriptor of every
-// process that is an AF_INET or AF_INET6 stream socket. Threads that share
-// their leader's descriptor table are visited once (the kernel's
-// task_file iterator skips them).
+// filesInstructions writes one record for each descriptor that is an inet
+// stream socket: who holds it, its inode and namespace, and for a TCP
+// socket the same TCP record the iter/tcp program writes. It reads through
+// the file the iterator holds a reference on; it takes no socket lock and
+// calls nothing that changes a socket (bpf_get_socket_cookie only numbers
+// one that has no cookie yet, as ss -e does).
 func filesInstructions(l *filesLayout) asm.Instructions {
 	const rec = -fileRecordSize
+	const tcp = rec + fileHeaderSize
+	tl := l.tcp
 	var b builder
 	b.emit(
 		asm.Mov.Reg(asm.R6, asm.R1),
@@ -74,47 +142,120 @@ func filesInstructions(l *filesLayout) asm.Instructions {
 		asm.Mov.Reg(asm.R1, asm.R7),
 		asm.FnSockFromFile.Call(),
 		asm.JEq.Imm(asm.R0, 0, "out"),
-		asm.LoadMem(asm.R1, asm.R0, l.socketType.off, l.socketType.size),
+		asm.Mov.Reg(asm.R9, asm.R0),
+		asm.LoadMem(asm.R1, asm.R9, l.socketType.off, l.socketType.size),
 		asm.JNE.Imm(asm.R1, unix.SOCK_STREAM, "out"),
-		asm.LoadMem(asm.R2, asm.R0, l.socketSk.off, asm.DWord),
-		asm.JEq.Imm(asm.R2, 0, "out"),
-		asm.LoadMem(asm.R1, asm.R2, l.family.off, l.family.size),
+	)
+	b.zero(rec, fileRecordSize)
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R7, l.fileInode.off, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, l.inodeIno.off, l.inodeIno.size),
+		asm.StoreMem(asm.RFP, tcp+recInode, asm.R1, l.inodeIno.size),
+		// From here R7 is the socket's struct sock.
+		asm.LoadMem(asm.R7, asm.R9, l.socketSk.off, asm.DWord),
+		asm.JEq.Imm(asm.R7, 0, "out"),
+		asm.LoadMem(asm.R1, asm.R7, l.family.off, l.family.size),
 		asm.JEq.Imm(asm.R1, unix.AF_INET, "inet"),
 		asm.JNE.Imm(asm.R1, unix.AF_INET6, "out"),
 	)
 	b.mark("inet")
 	b.emit(
+		asm.LoadMem(asm.R1, asm.R7, tl.skProtocol.off, tl.skProtocol.size),
+		asm.StoreMem(asm.RFP, rec+hdrProtocol, asm.R1, asm.Half),
+		asm.JEq.Imm(asm.R1, unix.IPPROTO_TCP, "proto"),
+		asm.JNE.Imm(asm.R1, IPProtoMPTCP, "out"),
+	)
+	b.mark("proto")
+	b.emit(
 		asm.LoadMem(asm.R1, asm.R6, l.taskOff, asm.DWord),
 		asm.JEq.Imm(asm.R1, 0, "out"),
 		asm.LoadMem(asm.R1, asm.R1, l.tgid.off, asm.Word),
-		asm.StoreMem(asm.RFP, rec, asm.R1, asm.Word),
+		asm.StoreMem(asm.RFP, rec+hdrPID, asm.R1, asm.Word),
 		asm.LoadMem(asm.R1, asm.R6, l.fdOff, asm.Word),
-		asm.StoreMem(asm.RFP, rec+4, asm.R1, asm.Word),
-		asm.StoreImm(asm.RFP, rec+8, 0, asm.Word),
-		asm.StoreImm(asm.RFP, rec+12, 0, asm.Word),
-		asm.StoreImm(asm.RFP, rec+20, 0, asm.Word),
-		// The reader's pid namespace level: tgid is the initial
-		// namespace's number, right only for a reader at level 0.
+		asm.StoreMem(asm.RFP, rec+hdrFD, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R7, l.skNet.off, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R1, l.netInum.off, asm.Word),
+		asm.StoreMem(asm.RFP, rec+hdrNetns, asm.R1, asm.Word),
+		// The reader's own pid namespace level and namespace sysctl.
 		asm.FnGetCurrentTaskBtf.Call(),
-		asm.LoadMem(asm.R1, asm.R0, l.threadPid.off, asm.DWord),
+		asm.Mov.Reg(asm.R8, asm.R0),
+		asm.LoadMem(asm.R1, asm.R8, l.threadPid.off, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R1, l.pidLevel.off, asm.Word),
-		asm.StoreMem(asm.RFP, rec+16, asm.R1, asm.Word),
-		asm.LoadMem(asm.R1, asm.R7, l.fileInode.off, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R1, l.inodeIno.off, l.inodeIno.size),
-		asm.StoreMem(asm.RFP, rec+8, asm.R1, l.inodeIno.size),
-		asm.LoadMem(asm.R1, asm.R6, l.metaOff, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R1, l.seqOff, asm.DWord),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, rec),
-		asm.Mov.Imm(asm.R3, fileRecordSize),
-		asm.FnSeqWrite.Call(),
+		asm.StoreMem(asm.RFP, rec+hdrPidLevel, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R8, l.nsproxy.off, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "sk"),
+		asm.LoadMem(asm.R1, asm.R1, l.nsNet.off, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "sk"),
+		asm.LoadMem(asm.R1, asm.R1, tl.sysTime.off, tl.sysTime.size),
+		asm.StoreMem(asm.RFP, rec+hdrSelfSys, asm.R1, asm.Word),
 	)
+	b.mark("sk")
+	if l.castFn != 0 {
+		b.castTCP(l, rec)
+		b.mark("write")
+	}
+	b.seqWrite(l.metaOff, l.seqOff, rec, fileRecordSize)
 	b.mark("out")
 	b.emit(
 		asm.Mov.Imm(asm.R0, 0),
 		asm.Return(),
 	)
 	return b.insns
+}
+
+// castTCP writes the TCP record of a TCP socket (R7 its struct sock, R9
+// its struct socket) and marks the record full; other sockets jump to
+// "write" with the header alone.
+func (b *builder) castTCP(l *filesLayout, rec int16) {
+	tcp := rec + fileHeaderSize
+	tl := l.tcp
+	b.emit(
+		// A TCP socket (not an MPTCP one) has its options in its own
+		// struct tcp_sock, which an untrusted struct sock pointer cannot
+		// read without the cast. The cookie is read, not made: a socket
+		// no one asked for one yet reads as 0.
+		asm.LoadMem(asm.R1, asm.R7, tl.skProtocol.off, tl.skProtocol.size),
+		asm.JEq.Imm(asm.R1, unix.IPPROTO_TCP, "tcpsk"),
+	)
+	if l.mptcpSockID != 0 {
+		// An MPTCP socket with a single subflow (every connection to or
+		// from a plain TCP peer: Go's listeners are MPTCP) reads as that
+		// subflow, as the iter/tcp walk reads it; one with several is
+		// left to that walk, which compares them.
+		b.emit(
+			asm.JNE.Imm(asm.R1, IPProtoMPTCP, "write"),
+			asm.Mov.Reg(asm.R1, asm.R7),
+			asm.Mov.Imm(asm.R2, int32(l.mptcpSockID)),
+			kfuncCall(l.castFn),
+			asm.JEq.Imm(asm.R0, 0, "write"),
+			asm.LoadMem(asm.R1, asm.R0, l.connList.off, asm.DWord),
+			asm.LoadMem(asm.R2, asm.R0, l.connList.off+8, asm.DWord),
+			asm.JNE.Reg(asm.R1, asm.R2, "write"),
+			asm.LoadMem(asm.R7, asm.R0, l.first.off, asm.DWord),
+			asm.JEq.Imm(asm.R7, 0, "write"),
+		)
+	} else {
+		b.emit(asm.Ja.Label("write"))
+	}
+	b.mark("tcpsk")
+	b.emit(
+		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.Mov.Imm(asm.R2, int32(l.tcpSockID)),
+		kfuncCall(l.castFn),
+		asm.JEq.Imm(asm.R0, 0, "write"),
+		asm.Mov.Reg(asm.R8, asm.R0),
+		asm.StoreImm(asm.RFP, rec+hdrFull, 1, asm.Byte),
+		asm.LoadMem(asm.R1, asm.R7, l.skCookie.off, asm.DWord),
+		asm.StoreMem(asm.RFP, tcp+recCookie, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R7, l.skUID.off, asm.Word),
+		asm.StoreMem(asm.RFP, tcp+recUID, asm.R1, asm.Word),
+	)
+	b.tcpFields(tl, tcp)
+}
+
+// kfuncCall calls the kernel function of BTF id fn.
+func kfuncCall(fn btf.TypeID) asm.Instruction {
+	return asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Call), Src: asm.PseudoKfuncCall, Constant: int64(fn)}
 }
 
 // ErrPidNamespace means kadiag runs in a child pid namespace: the
@@ -125,9 +266,10 @@ var ErrPidNamespace = errors.New("kadiag runs in a child pid namespace: the task
 // FilesReader is a loaded iter/task_file program: All walks every
 // process, Of one process (kernels >= 6.1 take a pid for the walk).
 type FilesReader struct {
-	prog  *ebpf.Program
-	all   *link.Iter
-	noPid atomic.Bool // the kernel refused a pid-scoped walk
+	layout *tcpLayout
+	prog   *ebpf.Program
+	all    *link.Iter
+	noPid  atomic.Bool // the kernel refused a pid-scoped walk
 }
 
 // NewFilesReader loads the iter/task_file program.
@@ -147,7 +289,7 @@ func NewFilesReader() (*FilesReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FilesReader{prog: prog, all: it}, nil
+	return &FilesReader{layout: l.tcp, prog: prog, all: it}, nil
 }
 
 // Close detaches and unloads the program.
@@ -164,31 +306,43 @@ func (r *FilesReader) Close() error {
 // namespace numbers them; in a child pid namespace it returns
 // ErrPidNamespace.
 func (r *FilesReader) All() ([]FileSocket, error) {
-	f, err := r.all.Open()
+	var out []FileSocket
+	err := r.Each(func(f *FileSocket) { out = append(out, *f) })
+	return out, err
+}
+
+// Each is All calling f for each descriptor as its record arrives, in
+// process order, so that 100,000 sockets cost one buffer, not a slice of
+// them. f must not keep the pointer.
+func (r *FilesReader) Each(f func(*FileSocket)) error {
+	it, err := r.all.Open()
 	if err != nil {
-		return nil, fmt.Errorf("run the task_file iterator: %w", err)
+		return fmt.Errorf("run the task_file iterator: %w", err)
 	}
-	defer f.Close()
-	b, err := readAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("run the task_file iterator: %w", err)
+	defer it.Close()
+	if err := decodeFiles(it, r.layout, 0, f); err != nil {
+		return fmt.Errorf("run the task_file iterator: %w", err)
 	}
-	return decodeFiles(b, 0)
+	return nil
 }
 
 // Of returns the inet stream socket descriptors of one process, walking
-// only its descriptor table. A process that is gone has none. It returns
+// only its descriptor table. A process that does not exist has none.
 // ErrUnsupported on kernels before 6.1, which cannot scope the walk
-// (then use All).
+// (use All).
 func (r *FilesReader) Of(pid int) ([]FileSocket, error) {
+	var out []FileSocket
+	err := r.EachOf(pid, func(f *FileSocket) { out = append(out, *f) })
+	return out, err
+}
+
+// EachOf is Of calling f for each descriptor as its record arrives.
+func (r *FilesReader) EachOf(pid int, f func(*FileSocket)) error {
 	if r.noPid.Load() {
-		return nil, ErrUnsupported
+		return ErrUnsupported
 	}
-	// union bpf_iter_link_info: task.tid, task.pid, task.pid_fd.
 	var info [3]uint32
 	info[1] = uint32(pid)
-	// union bpf_attr for BPF_LINK_CREATE: prog_fd, target_fd, attach_type,
-	// flags, iter_info, iter_info_len.
 	var attr [32]byte
 	le := binary.NativeEndian
 	le.PutUint32(attr[0:], uint32(r.prog.FD()))
@@ -199,27 +353,26 @@ func (r *FilesReader) Of(pid int) ([]FileSocket, error) {
 	runtime.KeepAlive(&info)
 	switch {
 	case errno == unix.ESRCH || errno == unix.ENOENT:
-		return nil, nil
+		return nil
 	case errno == unix.EINVAL || errno == unix.E2BIG:
 		r.noPid.Store(true)
-		return nil, ErrUnsupported
+		return ErrUnsupported
 	case errno != 0:
-		return nil, fmt.Errorf("attach the task_file iterator to pid %d: %w", pid, errno)
+		return fmt.Errorf("attach the task_file iterator to pid %d: %w", pid, errno)
 	}
 	defer unix.Close(int(lfd))
 	var iattr [8]byte
 	le.PutUint32(iattr[0:], uint32(lfd))
 	ifd, _, errno := unix.Syscall(unix.SYS_BPF, bpfIterCreate, uintptr(unsafe.Pointer(&iattr[0])), unsafe.Sizeof(iattr))
 	if errno != 0 {
-		return nil, fmt.Errorf("open the task_file iterator of pid %d: %w", pid, errno)
+		return fmt.Errorf("open the task_file iterator of pid %d: %w", pid, errno)
 	}
-	f := os.NewFile(ifd, "bpf_iter")
-	defer f.Close()
-	b, err := readAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("run the task_file iterator of pid %d: %w", pid, err)
+	it := os.NewFile(ifd, "bpf_iter")
+	defer it.Close()
+	if err := decodeFiles(it, r.layout, pid, f); err != nil {
+		return fmt.Errorf("run the task_file iterator of pid %d: %w", pid, err)
 	}
-	return decodeFiles(b, pid)
+	return nil
 }
 
 // bpf(2) commands (include/uapi/linux/bpf.h).
@@ -228,25 +381,74 @@ const (
 	bpfIterCreate = 33
 )
 
-// decodeFiles decodes records; with pid non-zero every record is that
-// process's, whatever number the initial pid namespace gives it.
-func decodeFiles(b []byte, pid int) ([]FileSocket, error) {
-	if len(b)%fileRecordSize != 0 {
-		return nil, fmt.Errorf("task_file iterator: %d bytes of output, not a multiple of %d", len(b), fileRecordSize)
-	}
-	out := make([]FileSocket, 0, len(b)/fileRecordSize)
-	le := binary.LittleEndian
-	for ; len(b) > 0; b = b[fileRecordSize:] {
-		p := pid
-		if p == 0 {
-			if le.Uint32(b[16:]) != 0 {
-				return nil, ErrPidNamespace
+// decodeFiles decodes the records src gives, in large reads (each read(2)
+// runs the program over as many descriptors as fit); with pid non-zero
+// every record is that process's, whatever number the initial pid
+// namespace gives it.
+func decodeFiles(src io.Reader, l *tcpLayout, pid int, f func(*FileSocket)) error {
+	buf := make([]byte, 64<<10)
+	d := tcpDecoder{l: l}
+	var fs FileSocket
+	have := 0
+	for {
+		n, err := src.Read(buf[have:])
+		have += n
+		done := 0
+		for ; have-done >= fileRecordSize; done += fileRecordSize {
+			if derr := d.file(buf[done:done+fileRecordSize], pid, &fs); derr != nil {
+				return derr
 			}
-			p = int(le.Uint32(b))
+			f(&fs)
 		}
-		out = append(out, FileSocket{PID: p, FD: int(le.Uint32(b[4:])), Inode: le.Uint64(b[8:])})
+		// A record split between two reads waits for its rest.
+		have = copy(buf, buf[done:have])
+		if err == io.EOF || (err == nil && n == 0) {
+			if have != 0 {
+				return fmt.Errorf("task_file iterator: output ends in %d bytes of a %d-byte record", have, fileRecordSize)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return out, nil
+}
+
+// file decodes one record into fs. HZ comes from the first record: the
+// reader's own namespace's tcp_keepalive_time in jiffies and in seconds.
+func (d *tcpDecoder) file(r []byte, pid int, fs *FileSocket) error {
+	le := binary.LittleEndian
+	if pid == 0 {
+		if le.Uint32(r[hdrPidLevel:]) != 0 {
+			return ErrPidNamespace
+		}
+		pid = int(le.Uint32(r[hdrPID:]))
+	}
+	*fs = FileSocket{
+		PID:      pid,
+		FD:       int(le.Uint32(r[hdrFD:])),
+		Inode:    le.Uint64(r[fileHeaderSize+recInode:]),
+		Netns:    le.Uint32(r[hdrNetns:]),
+		Protocol: int(le.Uint16(r[hdrProtocol:])),
+		Full:     r[hdrFull] != 0,
+	}
+	if !fs.Full {
+		return nil
+	}
+	if d.hz == 0 {
+		secs, err := keepaliveTimeSecs()
+		if err != nil {
+			return err
+		}
+		sys := int(le.Uint32(r[hdrSelfSys:]))
+		if sys <= 0 || sys%secs != 0 {
+			return fmt.Errorf("%w: tcp_keepalive_time is %d jiffies and %d s: cannot tell HZ", ErrUnsupported, sys, secs)
+		}
+		d.hz = sys / secs
+	}
+	var err error
+	fs.TCP, err = d.record(r[fileHeaderSize:])
+	return err
 }
 
 // SocketFiles loads the program, returns All's answer and unloads it.

@@ -237,9 +237,7 @@ func tcpReadInstructions(l *tcpLayout) asm.Instructions {
 		asm.LoadMem(asm.R1, asm.R1, l.inodeIno.off, l.inodeIno.size),
 		asm.JEq.Imm(asm.R1, 0, "out"),
 	)
-	for off := int16(0); off < tcpRecordSize; off += 4 {
-		b.emit(asm.StoreImm(asm.RFP, rec+off, 0, asm.Word))
-	}
+	b.zero(rec, tcpRecordSize)
 	b.emit(asm.StoreMem(asm.RFP, rec+recInode, asm.R1, l.inodeIno.size))
 	b.emit(
 		asm.Mov.Reg(asm.R1, asm.R7),
@@ -248,6 +246,20 @@ func tcpReadInstructions(l *tcpLayout) asm.Instructions {
 		asm.LoadMem(asm.R1, asm.R6, l.uidOff, asm.Word),
 		asm.StoreMem(asm.RFP, rec+recUID, asm.R1, asm.Word),
 	)
+	b.tcpFields(l, rec)
+	b.seqWrite(l.metaOff, l.seqOff, rec, tcpRecordSize)
+	b.mark("out")
+	b.emit(
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	)
+	return b.insns
+}
+
+// tcpFields stores a socket's TCP record at rec: R8 holds its struct
+// tcp_sock, R9 the struct socket its inode belongs to. The caller stores
+// cookie, inode and uid, which the two iterators find in different places.
+func (b *builder) tcpFields(l *tcpLayout, rec int16) {
 	b.copyField(asm.R8, l.family, rec, recFamily)
 	b.copyField(asm.R8, l.num, rec, recSport)
 	b.copyField(asm.R8, l.dport, rec, recDport)
@@ -281,14 +293,15 @@ func tcpReadInstructions(l *tcpLayout) asm.Instructions {
 	} {
 		b.copyField(asm.R8, c.f, rec, c.slot)
 	}
+	net := b.fresh("net")
 	b.emit(
 		asm.FnJiffies64.Call(),
 		asm.StoreMem(asm.RFP, rec+recNow, asm.R0, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R8, l.timerPprev.off, asm.DWord),
-		asm.JEq.Imm(asm.R1, 0, "net"),
+		asm.JEq.Imm(asm.R1, 0, net),
 		asm.StoreImm(asm.RFP, rec+recKeepTimer, 1, asm.Byte),
 	)
-	b.mark("net")
+	b.mark(net)
 	b.emit(asm.LoadMem(asm.R2, asm.R8, l.net.off, asm.DWord))
 	b.copyField(asm.R2, l.sysTime, rec, recSysTime)
 	b.copyField(asm.R2, l.sysIntvl, rec, recSysIntvl)
@@ -301,20 +314,7 @@ func tcpReadInstructions(l *tcpLayout) asm.Instructions {
 		asm.RSh.Imm(asm.R1, int32(l.keepOpenBit)),
 		asm.And.Imm(asm.R1, 1),
 		asm.StoreMem(asm.RFP, rec+recKeepOpen, asm.R1, asm.Byte),
-		// bpf_seq_write(meta->seq, record, size)
-		asm.LoadMem(asm.R1, asm.R6, l.metaOff, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R1, l.seqOff, asm.DWord),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, rec),
-		asm.Mov.Imm(asm.R3, tcpRecordSize),
-		asm.FnSeqWrite.Call(),
 	)
-	b.mark("out")
-	b.emit(
-		asm.Mov.Imm(asm.R0, 0),
-		asm.Return(),
-	)
-	return b.insns
 }
 
 // ReadAvailable reports whether the BPF read path can run: kernel BTF,
