@@ -106,11 +106,11 @@ func decodeFrames(next frameSource, start int64, free <-chan *frameBatch, full c
 }
 
 // analyse runs every frame of next through a, decoding in a goroutine of
-// its own. It returns nil at the end of the input, else the error that
-// stopped the reading and the offset of the record it was found in. A panic
+// its own. It returns nil at the end of the input, else the offset of the
+// record where the reading stopped and the error found there. A panic
 // in the analysis is passed on once the decoding goroutine has ended, with
 // *at holding the offset of the frame being analysed.
-func (a *Analyzer) analyse(next frameSource, start int64, at *int64) (error, int64) {
+func (a *Analyzer) analyse(next frameSource, start int64, at *int64) (errAt int64, err error) {
 	free := make(chan *frameBatch, batchesLent)
 	full := make(chan *frameBatch, batchesLent)
 	done := make(chan struct{})
@@ -134,9 +134,9 @@ func (a *Analyzer) analyse(next frameSource, start int64, at *int64) (error, int
 		}
 		if b.err != nil {
 			if b.err == io.EOF {
-				return nil, 0
+				return 0, nil
 			}
-			return b.err, b.errAt
+			return b.errAt, b.err
 		}
 		free <- b
 	}

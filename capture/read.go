@@ -179,7 +179,7 @@ func Read(r io.Reader, name string, opts Options) (res *Result, err error) {
 			err = ferr
 		}
 	}()
-	if rerr, at := a.analyse(next, offset(), &analysing); rerr != nil {
+	if at, rerr := a.analyse(next, offset(), &analysing); rerr != nil {
 		res = a.result(time.Time{}, true)
 		res.Source = name
 		ferr := fail(at, a.stats.Packets, readErr(rerr))
