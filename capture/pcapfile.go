@@ -3,7 +3,6 @@ package capture
 import (
 	"bufio"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math/bits"
 
@@ -16,18 +15,19 @@ import (
 // next call. pcapgo.Reader, which checks the file header, copies every
 // packet into its own buffer and builds a time.Time per record; at small
 // frames that was a third of the reading time. The checks on each record
-// are pcapgo's own (TestPcapReaderMatchesPcapgo holds one against the other).
+// are pcapgo's own, and pcapgo reads the records that fail them, or that
+// are longer than the buffer (TestPcapReaderMatchesPcapgo holds one reader
+// against the other).
 type pcapReader struct {
 	src    *bufio.Reader
 	swap   bool   // the file is big-endian
 	nsMul  uint32 // 1000 for microsecond timestamps, 1 for nanoseconds
-	snap   uint32
 	maxCap int // pcapgo's maxCaptureLength
+	pr     *pcapgo.Reader
 	// win is what src holds buffered; pos bytes of it are read but not yet
 	// discarded from src. Records are cut from win until it runs short.
 	win []byte
 	pos int
-	big []byte
 }
 
 // pcapgo's eagerReadMax: records up to this long are read whatever the
@@ -39,14 +39,14 @@ const pcapEagerMax = 262144
 // first four bytes, read little-endian. src must buffer at least 4096 bytes,
 // else pcapgo wraps it in a buffer of its own that reads ahead.
 func newPcapReader(src *bufio.Reader, pr *pcapgo.Reader, magic uint32) *pcapReader {
-	r := &pcapReader{src: src, nsMul: 1, snap: pr.Snaplen()}
+	r := &pcapReader{src: src, pr: pr, nsMul: 1}
 	r.swap = magic == magicPcapMicroBE || magic == magicPcapNanoBE
 	if pr.Resolution() == gopacket.TimestampResolutionMicrosecond {
 		r.nsMul = 1000
 	}
 	r.maxCap = pcapEagerMax
-	if r.snap > pcapEagerMax {
-		r.maxCap = int(r.snap)
+	if snap := pr.Snaplen(); snap > pcapEagerMax {
+		r.maxCap = int(snap)
 	}
 	return r
 }
@@ -82,7 +82,9 @@ func (r *pcapReader) refill(n int, short error) error {
 }
 
 // next returns the next record's packet bytes, its time in ns since the
-// epoch, and its original length; io.EOF after the last record.
+// epoch, and its original length; io.EOF after the last record. pcapgo's
+// checks of a record come first, so a record either passes them or is read
+// by pcapgo.
 func (r *pcapReader) next() (data []byte, ts int64, length int, err error) {
 	if len(r.win)-r.pos < 16 {
 		if err := r.refill(16, nil); err != nil {
@@ -95,11 +97,8 @@ func (r *pcapReader) next() (data []byte, ts int64, length int, err error) {
 	ts = int64(r.u32(hdr[0:4]))*1e9 + int64(r.u32(hdr[4:8])*r.nsMul)
 	capLen := int(r.u32(hdr[8:12]))
 	length = int(r.u32(hdr[12:16]))
-	if capLen > r.maxCap {
-		return nil, 0, 0, fmt.Errorf("capture length exceeds snap length: %d > %d", capLen, r.snap)
-	}
-	if capLen > length {
-		return nil, 0, 0, fmt.Errorf("capture length exceeds original packet length: %d > %d", capLen, length)
+	if capLen > r.maxCap || capLen > length {
+		return r.byPcapgo() // an error, in pcapgo's words
 	}
 	need := 16 + capLen
 	if len(r.win)-r.pos >= need {
@@ -115,22 +114,23 @@ func (r *pcapReader) next() (data []byte, ts int64, length int, err error) {
 		r.pos = need
 		return data, ts, length, nil
 	}
-	// Longer than the buffer (a snap length above 1 MiB): copied, the slice
-	// growing with what was read so a lying header cannot make it allocate.
-	r.src.Discard(r.pos + 16)
+	return r.byPcapgo() // longer than the buffer: a snap length above 1 MiB
+}
+
+// byPcapgo hands the record at pos to pcapgo's reader, which reads from
+// the same buffer: for records longer than the buffer, and for those its
+// checks reject, so that its errors are the ones users saw before.
+func (r *pcapReader) byPcapgo() (data []byte, ts int64, length int, err error) {
+	r.src.Discard(r.pos)
 	r.win, r.pos = nil, 0
-	r.big = r.big[:0]
-	for len(r.big) < capLen {
-		chunk := min(capLen-len(r.big), r.src.Size())
-		p, err := r.src.Peek(chunk)
-		r.big = append(r.big, p...)
-		r.src.Discard(len(p))
-		if len(p) < chunk {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, 0, 0, err
-		}
+	data, ci, err := r.pr.ZeroCopyReadPacketData()
+	if err == io.EOF {
+		// The record's header was there: its packet is missing (pcapgo
+		// takes that for the file's clean end).
+		err = io.ErrUnexpectedEOF
 	}
-	return r.big, ts, length, nil
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return data, ci.Timestamp.UnixNano(), ci.Length, nil
 }
