@@ -22,7 +22,7 @@ type pcapReader struct {
 	src    *bufio.Reader
 	swap   bool   // the file is big-endian
 	nsMul  uint32 // 1000 for microsecond timestamps, 1 for nanoseconds
-	maxCap int // pcapgo's maxCaptureLength
+	maxCap int    // pcapgo's maxCaptureLength
 	pr     *pcapgo.Reader
 	// win is what src holds buffered; pos bytes of it are read but not yet
 	// discarded from src. Records are cut from win until it runs short.
