@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -483,5 +484,45 @@ func TestProcessExitsBetweenListingAndDuplication(t *testing.T) {
 	}
 	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], fmt.Sprintf("pid %d exited during the scan", gone.pid)) {
 		t.Errorf("notes %q", r.Notes)
+	}
+}
+
+// TestEachHandsOverWhatTheReportHolds: with Options.Each a scan hands over,
+// in order, the processes and sockets the Report would list (verdicts
+// included), lists none itself, and counts the same summary.
+func TestEachHandsOverWhatTheReportHolds(t *testing.T) {
+	l := newLab(t, 75)
+	a := start(t, helper(l.client, "dial4,"+l.link.A4+":8080,ka=1,idle=10"))
+	b := start(t, helper(l.client, "dial6,["+l.link.A6+"]:8080"))
+	pids := []int{a.pid, b.pid, l.serverProc.pid}
+	want, err := ScanPIDs(pids, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Process
+	r, err := ScanPIDs(pids, Options{Each: func(p Process) { got = append(got, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Processes) != 0 || r.Summary != want.Summary || r.Summary.Sockets == 0 {
+		t.Errorf("report with Each: %d processes, summary %+v; without: %+v", len(r.Processes), r.Summary, want.Summary)
+	}
+	if len(got) != len(want.Processes) {
+		t.Fatalf("Each got %d processes, the report lists %d", len(got), len(want.Processes))
+	}
+	for i, p := range got {
+		w := want.Processes[i]
+		if p.PID != w.PID || len(p.Sockets) != len(w.Sockets) {
+			t.Errorf("process %d: pid %d with %d sockets, report: pid %d with %d", i, p.PID, len(p.Sockets), w.PID, len(w.Sockets))
+			continue
+		}
+		for j, sk := range p.Sockets {
+			ws := w.Sockets[j]
+			// The clocks move between the two scans.
+			sk.LastDataRecvMs, sk.LastAckRecvMs, sk.TimerExpiresMs, sk.Keepalive.NextProbeMs = ws.LastDataRecvMs, ws.LastAckRecvMs, ws.TimerExpiresMs, ws.Keepalive.NextProbeMs
+			if !reflect.DeepEqual(sk, ws) {
+				t.Errorf("pid %d socket %d:\n each   %+v\n report %+v", p.PID, j, sk, ws)
+			}
+		}
 	}
 }

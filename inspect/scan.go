@@ -3,6 +3,7 @@ package inspect
 import (
 	"errors"
 	"fmt"
+	"github.com/kadiag/kadiag/internal/bpf"
 	"runtime"
 	"sort"
 	"sync"
@@ -76,7 +77,12 @@ func ScanAll(o Options) (*Report, error) {
 		}
 	}
 	if denied > 0 {
-		s.notef("%d processes skipped: their namespaces cannot be read (%s)", denied, privHint("CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN"))
+		hint := privHint("CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN")
+		if bpf.Missing("open other processes' namespaces", unix.CAP_SYS_PTRACE, unix.CAP_DAC_READ_SEARCH, unix.CAP_SYS_ADMIN) == nil {
+			// Not a matter of capabilities: say so rather than ask for them.
+			hint = "refused although kadiag holds CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN: a security module, or processes of a user namespace above kadiag's"
+		}
+		s.notef("%d processes skipped: their namespaces cannot be read (%s)", denied, hint)
 	}
 	if err := s.run(false); err != nil {
 		return nil, err

@@ -75,14 +75,7 @@ func iterInstructions(s Settings, cookies *ebpf.Map, metaOff, seqOff, skOff int1
 		asm.JEq.Imm(asm.R0, 0, "out"),
 	)
 	b.enforce(asm.R8, opts, dry, rec)
-	b.emit(
-		asm.LoadMem(asm.R1, asm.R6, metaOff, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R1, seqOff, asm.DWord),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, int32(rec.off)),
-		asm.Mov.Imm(asm.R3, int32(recordSize(len(opts)))),
-		asm.FnSeqWrite.Call(),
-	)
+	b.seqWrite(metaOff, seqOff, rec.off, int32(recordSize(len(opts))))
 	b.mark("out")
 	b.emit(
 		asm.Mov.Imm(asm.R0, 0),
