@@ -438,25 +438,6 @@ func (r *TCPReader) ReadEach(ns vns.NsHandle, same bool, f func(*TCPSocket)) err
 	return nil
 }
 
-// readAll reads an iterator's output in large reads: each read(2) runs
-// the program over as many sockets as fit.
-func readAll(f io.Reader) ([]byte, error) {
-	buf := make([]byte, 0, 256<<10)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF || (err == nil && n == 0) {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
 // keepaliveTimeSecs reads the reading thread's namespace's
 // tcp_keepalive_time in seconds. The kernel keeps it in jiffies (the
 // records carry that), so the two give HZ, which turns the sockets'
