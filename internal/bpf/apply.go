@@ -1,8 +1,8 @@
 package bpf
 
 import (
-	"io"
 	"fmt"
+	"io"
 
 	"github.com/cilium/ebpf/asm"
 )
