@@ -42,13 +42,18 @@ const timerKeepalive = 2
 // the verdict come later.
 func newSocket(fd int, m *diagEntry) Socket {
 	src, dst := m.addrs()
+	// Both endpoints in one string, one allocation per socket, not two.
+	var buf [2 * len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")]byte
+	b := netip.AddrPortFrom(src, m.sport).AppendTo(buf[:0])
+	n := len(b)
+	ends := string(netip.AddrPortFrom(dst, m.dport).AppendTo(b))
 	s := Socket{
+		Local:          ends[:n],
+		Remote:         ends[n:],
 		FD:             fd,
 		Inode:          uint64(m.inode),
 		Family:         "inet",
 		Protocol:       "tcp",
-		Local:          netip.AddrPortFrom(src, m.sport).String(),
-		Remote:         netip.AddrPortFrom(dst, m.dport).String(),
 		local:          localFlow(src, dst),
 		TimerExpiresMs: int64(m.expires),
 		TimerRetrans:   int(m.retrans),

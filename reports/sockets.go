@@ -286,6 +286,9 @@ func writeSocketsJSON(bw *bufio.Writer, socks []inspect.Socket, bufs *[jsonWorke
 // encodeSockets appends socks[a:b] to buf, each after a comma (but the
 // array's first) and a line break.
 func encodeSockets(buf []byte, socks []inspect.Socket, a, b int) ([]byte, error) {
+	if want := (b - a) * 768; cap(buf) < want {
+		buf = make([]byte, 0, want) // about a socket's line: one allocation, not a dozen
+	}
 	for j := a; j < b; j++ {
 		if j > 0 {
 			buf = append(buf, ',')

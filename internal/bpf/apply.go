@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/cilium/ebpf/asm"
 )
@@ -158,4 +159,40 @@ func (b *builder) seqWrite(metaOff, seqOff, rec int16, size int32) {
 		asm.Mov.Imm(asm.R3, size),
 		asm.FnSeqWrite.Call(),
 	)
+}
+
+// exit is every iterator program's end: "out" returns 0 (go on with the
+// next object).
+func (b *builder) exit() {
+	b.mark("out")
+	b.emit(
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	)
+}
+
+// eachRecord hands f each size-byte record src gives, read in 64 KiB reads
+// (each read(2) runs the program over as many objects as fit); a record
+// split between two reads waits for its rest. left is how many bytes of a
+// last, cut record the output ended in.
+func eachRecord(src io.Reader, size int, f func([]byte) error) (left int, err error) {
+	buf := make([]byte, 64<<10)
+	have := 0
+	for {
+		n, err := src.Read(buf[have:])
+		have += n
+		done := 0
+		for ; have-done >= size; done += size {
+			if err := f(buf[done : done+size]); err != nil {
+				return 0, err
+			}
+		}
+		have = copy(buf, buf[done:have])
+		if err == io.EOF || (err == nil && n == 0) {
+			return have, nil
+		}
+		if err != nil {
+			return have, err
+		}
+	}
 }

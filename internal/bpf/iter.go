@@ -76,11 +76,7 @@ func iterInstructions(s Settings, cookies *ebpf.Map, metaOff, seqOff, skOff int1
 	)
 	b.enforce(asm.R8, opts, dry, rec)
 	b.seqWrite(metaOff, seqOff, rec.off, int32(recordSize(len(opts))))
-	b.mark("out")
-	b.emit(
-		asm.Mov.Imm(asm.R0, 0),
-		asm.Return(),
-	)
+	b.exit()
 	return b.insns
 }
 

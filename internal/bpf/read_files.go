@@ -195,11 +195,7 @@ func filesInstructions(l *filesLayout) asm.Instructions {
 		b.mark("write")
 	}
 	b.seqWrite(l.metaOff, l.seqOff, rec, fileRecordSize)
-	b.mark("out")
-	b.emit(
-		asm.Mov.Imm(asm.R0, 0),
-		asm.Return(),
-	)
+	b.exit()
 	return b.insns
 }
 
@@ -386,32 +382,19 @@ const (
 // every record is that process's, whatever number the initial pid
 // namespace gives it.
 func decodeFiles(src io.Reader, l *tcpLayout, pid int, f func(*FileSocket)) error {
-	buf := make([]byte, 64<<10)
 	d := tcpDecoder{l: l}
 	var fs FileSocket
-	have := 0
-	for {
-		n, err := src.Read(buf[have:])
-		have += n
-		done := 0
-		for ; have-done >= fileRecordSize; done += fileRecordSize {
-			if derr := d.file(buf[done:done+fileRecordSize], pid, &fs); derr != nil {
-				return derr
-			}
-			f(&fs)
-		}
-		// A record split between two reads waits for its rest.
-		have = copy(buf, buf[done:have])
-		if err == io.EOF || (err == nil && n == 0) {
-			if have != 0 {
-				return fmt.Errorf("task_file iterator: output ends in %d bytes of a %d-byte record", have, fileRecordSize)
-			}
-			return nil
-		}
-		if err != nil {
+	left, err := eachRecord(src, fileRecordSize, func(r []byte) error {
+		if err := d.file(r, pid, &fs); err != nil {
 			return err
 		}
+		f(&fs)
+		return nil
+	})
+	if err == nil && left != 0 {
+		err = fmt.Errorf("task_file iterator: output ends in %d bytes of a %d-byte record", left, fileRecordSize)
 	}
+	return err
 }
 
 // file decodes one record into fs. HZ comes from the first record: the

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -248,11 +247,7 @@ func tcpReadInstructions(l *tcpLayout) asm.Instructions {
 	)
 	b.tcpFields(l, rec)
 	b.seqWrite(l.metaOff, l.seqOff, rec, tcpRecordSize)
-	b.mark("out")
-	b.emit(
-		asm.Mov.Imm(asm.R0, 0),
-		asm.Return(),
-	)
+	b.exit()
 	return b.insns
 }
 
@@ -392,31 +387,17 @@ func (r *TCPReader) ReadEach(ns vns.NsHandle, same bool, f func(*TCPSocket)) err
 		}
 		defer it.Close()
 		d := tcpDecoder{l: r.layout, sysSecs: sysSecs}
-		buf := make([]byte, 64<<10)
-		have := 0
-		for {
-			n, err := it.Read(buf[have:])
-			have += n
-			done := 0
-			for ; have-done >= tcpRecordSize; done += tcpRecordSize {
-				s, derr := d.record(buf[done : done+tcpRecordSize])
-				if derr != nil {
-					return derr
-				}
+		left, err := eachRecord(it, tcpRecordSize, func(r []byte) error {
+			s, err := d.record(r)
+			if err == nil {
 				f(&s)
 			}
-			// A record split between two reads waits for its rest.
-			have = copy(buf, buf[done:have])
-			if err == io.EOF || (err == nil && n == 0) {
-				if have != 0 {
-					return fmt.Errorf("TCP iterator: output ends in %d bytes of a %d-byte record", have, tcpRecordSize)
-				}
-				return nil
-			}
-			if err != nil {
-				return err
-			}
+			return err
+		})
+		if err == nil && left != 0 {
+			err = fmt.Errorf("TCP iterator: output ends in %d bytes of a %d-byte record", left, tcpRecordSize)
 		}
+		return err
 	}
 	var err error
 	if same {
@@ -436,25 +417,6 @@ func (r *TCPReader) ReadEach(ns vns.NsHandle, same bool, f func(*TCPSocket)) err
 		return fmt.Errorf("run the TCP iterator: %w", err)
 	}
 	return nil
-}
-
-// readAll reads an iterator's output in large reads: each read(2) runs
-// the program over as many sockets as fit.
-func readAll(f io.Reader) ([]byte, error) {
-	buf := make([]byte, 0, 256<<10)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF || (err == nil && n == 0) {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // keepaliveTimeSecs reads the reading thread's namespace's

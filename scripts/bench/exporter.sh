@@ -106,12 +106,14 @@ for _ in $(seq 1200); do
 			exact=$(awk '/^kadiag_tcp_sockets\{/ && /keepalive_source="(bpf|getsockopt)"/ { s += $2 } END { print s + 0 }' "$work/metrics")
 			# The first scan is cold (page cache, allocator growth): not counted.
 			[ "$last" -gt 1 ] && scan_times+=("$d")
-			heap_max=$(python3 -c "print(max($heap_max, ${heap:-0}))")
-			rss_max=$(python3 -c "print(max($rss_max, ${rss:-0}))")
+			# Maxima kept by awk, not a python3 per scan: the poller must not
+			# compete with the scans it times for the two CPUs.
+			heap_max=$(awk -v a="$heap_max" -v b="${heap:-0}" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+			rss_max=$(awk -v a="$rss_max" -v b="${rss:-0}" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
 			[ "${#scan_times[@]}" -ge "$RUNS" ] && break
 		fi
 	fi
-	sleep 0.1
+	sleep 0.2
 done
 hwm_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$exp_pid/status")
 kill "$exp_pid"
