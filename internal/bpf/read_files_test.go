@@ -123,13 +123,7 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 // record names it.
 func TestFilesReaderReadsSockets(t *testing.T) {
 	n := testenv.NewNetns(t)
-	fds := make([]int, len(sockCases))
-	must(t, n.Do(func() error {
-		for i, c := range sockCases {
-			fds[i] = makeSocket(t, c)
-		}
-		return nil
-	}))
+	fds := makeCases(t, n)
 	var st unix.Stat_t
 	must(t, unix.Fstat(int(n.Handle), &st))
 	tr, err := NewTCPReader()

@@ -154,6 +154,19 @@ func makeSocket(t *testing.T, c sockCase) int {
 	return fd
 }
 
+// makeCases makes every case's socket in n, descriptors in case order.
+func makeCases(t *testing.T, n *testenv.Netns) []int {
+	t.Helper()
+	fds := make([]int, len(sockCases))
+	must(t, n.Do(func() error {
+		for i, c := range sockCases {
+			fds[i] = makeSocket(t, c)
+		}
+		return nil
+	}))
+	return fds
+}
+
 // checkRead compares every socket the reader returns for the cases' inodes
 // with getsockopt on the descriptor.
 func checkRead(t *testing.T, got []TCPSocket, fds []int) {
@@ -201,13 +214,7 @@ func checkRead(t *testing.T, got []TCPSocket, fds []int) {
 
 func TestTCPReaderEqualsGetsockopt(t *testing.T) {
 	n := testenv.NewNetns(t)
-	fds := make([]int, len(sockCases))
-	must(t, n.Do(func() error {
-		for i, c := range sockCases {
-			fds[i] = makeSocket(t, c)
-		}
-		return nil
-	}))
+	fds := makeCases(t, n)
 	r, err := NewTCPReader()
 	must(t, err)
 	defer r.Close()
