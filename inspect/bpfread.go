@@ -289,7 +289,11 @@ func (s *scan) closeBPF() {
 		if s.bpf.files == nil {
 			how = "iter/tcp walks each namespace"
 		} else if walked > 0 {
-			how += fmt.Sprintf(", iter/tcp walked %d namespaces for MPTCP sockets of several subflows", walked)
+			ns := "namespaces"
+			if walked == 1 {
+				ns = "namespace"
+			}
+			how += fmt.Sprintf(", iter/tcp walked %d %s for sockets the descriptors could not give", walked, ns)
 		}
 		path = "BPF iterators (" + how + "; " + s.bpfWhy + "), pidfd_getfd + getsockopt for sockets they cannot read"
 	}

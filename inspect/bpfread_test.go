@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kadiag/kadiag/internal/bpf"
 	"os"
 	"os/exec"
 	"strconv"
@@ -55,9 +56,28 @@ func bpfSpecs(l *lab) []string {
 
 // TestBPFEqualsGetsockopt: every socket the BPF path reads has, field by
 // field, the values getsockopt reads inside the process and the values the
-// pidfd path reads, and says source "bpf".
+// pidfd path reads, and says source "bpf": read through the descriptors,
+// and read by walking the namespace with iter/tcp, as on a kernel without
+// bpf_rdonly_cast.
 func TestBPFEqualsGetsockopt(t *testing.T) {
-	l := newLab(t, 79)
+	t.Run("descriptors", func(t *testing.T) { testBPFEqualsGetsockopt(t, 79, "reads each socket through its descriptor") })
+	t.Run("namespace walk", func(t *testing.T) {
+		undo := bpf.TestingWithoutCast()
+		reloadReaders()
+		defer func() { undo(); reloadReaders() }()
+		testBPFEqualsGetsockopt(t, 78, "iter/tcp walked 1 namespace for sockets")
+	})
+}
+
+// reloadReaders makes the next scan load its BPF programs anew.
+func reloadReaders() {
+	readers.Lock()
+	readers.loaded, readers.loadedReaders = false, loadedReaders{}
+	readers.Unlock()
+}
+
+func testBPFEqualsGetsockopt(t *testing.T, lab int, how string) {
+	l := newLab(t, lab)
 	sysctl(t, l.client, "tcp_keepalive_time", 900)
 	sysctl(t, l.client, "tcp_keepalive_intvl", 40)
 	sysctl(t, l.client, "tcp_keepalive_probes", 6)
@@ -97,7 +117,7 @@ func TestBPFEqualsGetsockopt(t *testing.T) {
 			t.Errorf("fd %d (%s): protocol %s, user timeout unsupported %v", hs.FD, hs.Spec, sk.Protocol, sk.Keepalive.UserTimeoutUnsupported)
 		}
 	}
-	if len(viaBPF.Notes) != 1 || !strings.Contains(viaBPF.Notes[0], "source: BPF iterators") ||
+	if len(viaBPF.Notes) != 1 || !strings.Contains(viaBPF.Notes[0], "source: BPF iterators") || !strings.Contains(viaBPF.Notes[0], how) ||
 		!strings.Contains(viaBPF.Notes[0], fmt.Sprintf("%d bpf, 0 getsockopt", len(client.sockets))) {
 		t.Errorf("notes %q: want one explaining the BPF path and counting %d bpf sockets", viaBPF.Notes, len(client.sockets))
 	}

@@ -78,6 +78,14 @@ type filesLayout struct {
 // bpf_rdonly_cast (before 6.2): tests check that variant loads and lists.
 var noCast bool
 
+// TestingWithoutCast makes the next NewFilesReader build the listing-only
+// program a kernel without bpf_rdonly_cast gets, so that callers can test
+// their fallback on this kernel; undo restores the full read.
+func TestingWithoutCast() (undo func()) {
+	noCast = true
+	return func() { noCast = false }
+}
+
 func loadFilesLayout() (*filesLayout, error) {
 	tl, err := loadTCPLayout()
 	if err != nil {
