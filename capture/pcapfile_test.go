@@ -144,8 +144,8 @@ func FuzzPcapReader(f *testing.F) {
 }
 
 // TestReadAllocsPerPacket: reading a file allocates nothing per packet, in
-// the reader, the decoding or the analysis: a capture with ten times the
-// packets (repeats of one ACK of a known flow) allocates as often.
+// the reader, the decoding or the analysis: a capture with 45,000 packets
+// more (repeats of one ACK of a known flow) allocates about as often.
 func TestReadAllocsPerPacket(t *testing.T) {
 	b := fixture(t, "eth.pcap")
 	recs := pcapRecords(b)
@@ -164,8 +164,12 @@ func TestReadAllocsPerPacket(t *testing.T) {
 			}
 		})
 	}
+	// A batch of frames handed between the goroutines may now and then
+	// miss its pool (the race detector's scheduling makes that vary), so
+	// a few allocations more are no per-packet cost; one per thousand
+	// packets would be.
 	few, many := allocs(withRepeats(5000)), allocs(withRepeats(50000))
-	if many > few {
+	if many-few >= 45 {
 		t.Errorf("reading 50,000 more packets allocates %v times, 5,000 more %v times: allocations per packet", many, few)
 	}
 }
