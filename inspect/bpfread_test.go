@@ -72,6 +72,9 @@ func TestBPFEqualsGetsockopt(t *testing.T) {
 // reloadReaders makes the next scan load its BPF programs anew.
 func reloadReaders() {
 	readers.Lock()
+	if readers.files != nil {
+		readers.files.Close()
+	}
 	readers.loaded, readers.loadedReaders = false, loadedReaders{}
 	readers.Unlock()
 }

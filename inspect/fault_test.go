@@ -172,13 +172,15 @@ func TestScanWhileSocketsChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	var served atomic.Int64 // accepted connections not closed yet
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { c.Read(make([]byte, 1)); c.Close() }()
+			served.Add(1)
+			go func() { c.Read(make([]byte, 1)); c.Close(); served.Add(-1) }()
 		}
 	}()
 	fds := fdCount(t)
@@ -232,6 +234,11 @@ func TestScanWhileSocketsChurn(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	// The server's side of each connection closes once it reads the
+	// client's end: wait for that, or its descriptors count as the scan's.
+	for i := 0; served.Load() > 0 && i < 500; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	t.Logf("%d scans while %d connections were opened and closed", scans, opened.Load())
 	checkNoLeaks(t, fds)
 }
