@@ -97,17 +97,12 @@ func SetByCookie(ns vns.NsHandle, same bool, cookies []uint64, s Settings, dry b
 	if err := need("run a BPF TCP iterator", iterCaps...); err != nil {
 		return nil, err
 	}
-	metaOff, err := FieldOffset("bpf_iter__tcp", "meta")
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
-	}
-	seqOff, err := FieldOffset("bpf_iter_meta", "seq")
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
-	}
-	skOff, err := FieldOffset("bpf_iter__tcp", "sk_common")
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
+	var fs fields
+	metaOff := fs.get("bpf_iter__tcp", "meta").off
+	seqOff := fs.get("bpf_iter_meta", "seq").off
+	skOff := fs.get("bpf_iter__tcp", "sk_common").off
+	if fs.err != nil {
+		return nil, fs.err
 	}
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "kadiag_cookies", Type: ebpf.Hash, KeySize: 8, ValueSize: 4, MaxEntries: uint32(max(len(cookies), 1))})
 	if err != nil {
@@ -120,7 +115,7 @@ func SetByCookie(ns vns.NsHandle, same bool, cookies []uint64, s Settings, dry b
 		}
 	}
 	iterate := func(dry bool) ([]IterResult, error) {
-		prog, it, err := loadIter("kadiag_iter_tcp", "tcp", iterInstructions(s, m, int16(metaOff), int16(seqOff), int16(skOff), dry), "iter/tcp program", spec)
+		prog, it, err := loadIter("kadiag_iter_tcp", "tcp", iterInstructions(s, m, metaOff, seqOff, skOff, dry), "iter/tcp program", spec)
 		if err != nil {
 			return nil, err
 		}

@@ -34,23 +34,23 @@ func TestUnescapeMount(t *testing.T) {
 	}
 }
 
-func TestFieldOffset(t *testing.T) {
+func TestLookupField(t *testing.T) {
 	if err := HaveBTF(); err != nil {
 		testenv.SkipOrFail(t, "%v", err)
 	}
-	off, err := FieldOffset("bpf_iter__tcp", "sk_common")
-	if err != nil || off != 8 {
-		t.Errorf("bpf_iter__tcp.sk_common at %d (%v), want 8", off, err)
+	f, err := lookupField("bpf_iter__tcp", "sk_common")
+	if err != nil || f.off != 8 {
+		t.Errorf("bpf_iter__tcp.sk_common at %d (%v), want 8", f.off, err)
 	}
 	// A member of an anonymous struct inside sock_common.
-	if _, err := FieldOffset("sock_common", "skc_dport"); err != nil {
+	if _, err := lookupField("sock_common", "skc_dport"); err != nil {
 		t.Error(err)
 	}
-	if _, err := FieldOffset("sock_common", "no_such_member"); err == nil {
-		t.Error("a missing member was found")
+	if _, err := lookupField("sock_common", "no_such_member"); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a missing member: %v, want ErrUnsupported", err)
 	}
-	if _, err := FieldOffset("no_such_struct_kadiag", "x"); err == nil {
-		t.Error("a missing struct was found")
+	if _, err := lookupField("no_such_struct_kadiag", "x"); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a missing struct: %v, want ErrUnsupported", err)
 	}
 }
 
