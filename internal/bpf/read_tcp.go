@@ -183,22 +183,39 @@ func loadTCPLayout() (*tcpLayout, error) {
 	}
 	l.keepOpenBit = bit
 	// Each value lands in a record slot of a fixed width.
-	for _, c := range []struct {
-		f   field
-		max int
-	}{
-		{l.family, 2}, {l.num, 2}, {l.dport, 2}, {l.state, 1}, {l.pending, 1},
-		{l.saddr4, 4}, {l.daddr4, 4}, {l.keepTime, 4}, {l.keepIntvl, 4}, {l.userTimeout, 4},
-		{l.sysTime, 4}, {l.sysIntvl, 4}, {l.keepProbes, 1}, {l.sysProbes, 1}, {l.probesOut, 1},
-		{l.skProtocol, 2}, {l.retransmits, 1}, {l.v6only, 8}, {l.inodeIno, 8},
-		{l.retransExp, 8}, {l.keepExp, 8}, {l.lrcvtime, 4}, {l.rcvTstamp, 4}, {l.rcvNxt, 4},
-		{l.copiedSeq, 4}, {l.writeSeq, 4}, {l.sndUna, 4}, {l.ackBacklog, 4}, {l.maxBacklog, 4},
-	} {
-		if c.f.bytes > c.max {
-			return nil, fmt.Errorf("%w: a kernel field is %d bytes, kadiag's record has %d", ErrUnsupported, c.f.bytes, c.max)
+	for _, c := range append(append(l.sockSlots(), l.netSlots()...), recordSlot{l.skProtocol, recProtocol, 2}, recordSlot{l.inodeIno, recInode, 8}) {
+		if c.f.bytes > c.width {
+			return nil, fmt.Errorf("%w: a kernel field is %d bytes, kadiag's record has %d", ErrUnsupported, c.f.bytes, c.width)
 		}
 	}
 	return l, nil
+}
+
+// recordSlot is a kernel struct member the record holds: where it lands
+// and how wide the record's slot is.
+type recordSlot struct {
+	f     field
+	at    int16
+	width int
+}
+
+// sockSlots are the struct tcp_sock members the record holds as they are.
+func (l *tcpLayout) sockSlots() []recordSlot {
+	return []recordSlot{
+		{l.family, recFamily, 2}, {l.num, recSport, 2}, {l.dport, recDport, 2}, {l.state, recState, 1},
+		{l.pending, recPending, 1}, {l.saddr4, recSaddr4, 4}, {l.daddr4, recDaddr4, 4}, {l.v6only, recV6Only, 8},
+		{l.keepTime, recKeepTime, 4}, {l.keepIntvl, recKeepIntvl, 4}, {l.keepProbes, recKeepProbes, 1},
+		{l.userTimeout, recUserTimeout, 4}, {l.probesOut, recProbesOut, 1}, {l.retransmits, recRetransmits, 1},
+		{l.retransExp, recRetransExp, 8}, {l.keepExp, recKeepExp, 8}, {l.lrcvtime, recLrcvtime, 4},
+		{l.rcvTstamp, recRcvTstamp, 4}, {l.rcvNxt, recRcvNxt, 4}, {l.copiedSeq, recCopiedSeq, 4},
+		{l.writeSeq, recWriteSeq, 4}, {l.sndUna, recSndUna, 4}, {l.ackBacklog, recAckBacklog, 4},
+		{l.maxBacklog, recMaxBacklog, 4},
+	}
+}
+
+// netSlots are the socket's namespace's keepalive sysctls (struct net).
+func (l *tcpLayout) netSlots() []recordSlot {
+	return []recordSlot{{l.sysTime, recSysTime, 4}, {l.sysIntvl, recSysIntvl, 4}, {l.sysProbes, recSysProbes, 1}}
 }
 
 // copyField loads f from base into R1 and stores it at the record's slot.
@@ -255,13 +272,9 @@ func tcpReadInstructions(l *tcpLayout) asm.Instructions {
 // tcp_sock, R9 the struct socket its inode belongs to. The caller stores
 // cookie, inode and uid, which the two iterators find in different places.
 func (b *builder) tcpFields(l *tcpLayout, rec int16) {
-	b.copyField(asm.R8, l.family, rec, recFamily)
-	b.copyField(asm.R8, l.num, rec, recSport)
-	b.copyField(asm.R8, l.dport, rec, recDport)
-	b.copyField(asm.R8, l.state, rec, recState)
-	b.copyField(asm.R8, l.pending, rec, recPending)
-	b.copyField(asm.R8, l.saddr4, rec, recSaddr4)
-	b.copyField(asm.R8, l.daddr4, rec, recDaddr4)
+	for _, c := range l.sockSlots() {
+		b.copyField(asm.R8, c.f, rec, c.at)
+	}
 	for i := int16(0); i < 16; i += 8 {
 		b.emit(
 			asm.LoadMem(asm.R1, asm.R8, l.saddr6.off+i, asm.DWord),
@@ -269,24 +282,6 @@ func (b *builder) tcpFields(l *tcpLayout, rec int16) {
 			asm.LoadMem(asm.R1, asm.R8, l.daddr6.off+i, asm.DWord),
 			asm.StoreMem(asm.RFP, rec+recDaddr6+i, asm.R1, asm.DWord),
 		)
-	}
-	b.copyField(asm.R8, l.v6only, rec, recV6Only)
-	b.copyField(asm.R8, l.keepTime, rec, recKeepTime)
-	b.copyField(asm.R8, l.keepIntvl, rec, recKeepIntvl)
-	b.copyField(asm.R8, l.keepProbes, rec, recKeepProbes)
-	b.copyField(asm.R8, l.userTimeout, rec, recUserTimeout)
-	b.copyField(asm.R8, l.probesOut, rec, recProbesOut)
-	b.copyField(asm.R8, l.retransmits, rec, recRetransmits)
-	for _, c := range []struct {
-		f    field
-		slot int16
-	}{
-		{l.retransExp, recRetransExp}, {l.keepExp, recKeepExp}, {l.lrcvtime, recLrcvtime},
-		{l.rcvTstamp, recRcvTstamp}, {l.rcvNxt, recRcvNxt}, {l.copiedSeq, recCopiedSeq},
-		{l.writeSeq, recWriteSeq}, {l.sndUna, recSndUna}, {l.ackBacklog, recAckBacklog},
-		{l.maxBacklog, recMaxBacklog},
-	} {
-		b.copyField(asm.R8, c.f, rec, c.slot)
 	}
 	net := b.fresh("net")
 	b.emit(
@@ -298,9 +293,9 @@ func (b *builder) tcpFields(l *tcpLayout, rec int16) {
 	)
 	b.mark(net)
 	b.emit(asm.LoadMem(asm.R2, asm.R8, l.net.off, asm.DWord))
-	b.copyField(asm.R2, l.sysTime, rec, recSysTime)
-	b.copyField(asm.R2, l.sysIntvl, rec, recSysIntvl)
-	b.copyField(asm.R2, l.sysProbes, rec, recSysProbes)
+	for _, c := range l.netSlots() {
+		b.copyField(asm.R2, c.f, rec, c.at)
+	}
 	// SO_KEEPALIVE and the protocol from the inode's own socket.
 	b.emit(asm.LoadMem(asm.R2, asm.R9, l.socketSk.off, asm.DWord))
 	b.copyField(asm.R2, l.skProtocol, rec, recProtocol)
