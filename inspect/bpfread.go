@@ -24,10 +24,10 @@ const BPF Source = "bpf"
 // BPF), not inferred from timers.
 func (s Source) IsExact() bool { return s == Exact || s == BPF }
 
-// bpfPath is a scan's BPF read path: one loaded iter/tcp program for all
-// namespaces and one iter/task_file pass for every process's descriptors.
+// bpfPath is a scan's BPF read path: the task_file walks of the
+// processes' descriptors, which read their sockets (the namespaces that
+// still need an iter/tcp walk hold the program themselves).
 type bpfPath struct {
-	tcp *bpf.TCPReader
 	// files holds, by pid, the descriptors the task_file walk listed, with
 	// the sockets it read through them; a pid missing here is listed from
 	// /proc. fileErrs: pids the scoped walk found gone.
@@ -64,7 +64,7 @@ func (s *scan) openBPF(explicit bool) {
 			s.bpfFailed(err)
 			return
 		}
-		s.bpf = &bpfPath{tcp: tcp}
+		s.bpf = &bpfPath{}
 		for _, n := range s.nss {
 			n.tcp, n.walk = tcp, true
 		}
@@ -90,7 +90,6 @@ func (s *scan) openBPF(explicit bool) {
 		s.notef("BPF TCP iterator unavailable, sockets of %d namespaces read with inet_diag and pidfd_getfd instead: %v", len(walk), err)
 		return
 	}
-	s.bpf.tcp = tcp
 	for _, n := range walk {
 		n.tcp = tcp
 	}

@@ -267,13 +267,16 @@ func kfuncCall(fn btf.TypeID) asm.Instruction {
 // initial namespace's number, which the caller's /proc does not know.
 var ErrPidNamespace = errors.New("kadiag runs in a child pid namespace: the task_file iterator's pids would be the host's")
 
-// FilesReader is a loaded iter/task_file program: All walks every
-// process, Of one process (kernels >= 6.1 take a pid for the walk).
+// FilesReader is a loaded iter/task_file program: Each walks every
+// process, EachOf one process (kernels >= 6.1 take a pid for the walk).
 type FilesReader struct {
 	layout *tcpLayout
 	prog   *ebpf.Program
 	all    *link.Iter
 	noPid  atomic.Bool // the kernel refused a pid-scoped walk
+	// hz, once a walk derived it (a kernel constant): the walks of a scan,
+	// one per process, then read no sysctl file each.
+	hz atomic.Int64
 }
 
 // NewFilesReader loads the iter/task_file program.
@@ -305,42 +308,27 @@ func (r *FilesReader) Close() error {
 	return err
 }
 
-// All returns every process's inet stream socket descriptors, in one pass
-// over every task of kadiag's pid namespace. Pids are as kadiag's pid
+// Each calls f for every process's inet stream socket descriptors, in one
+// pass over every task of kadiag's pid namespace, each as its record
+// arrives (process order), so that 100,000 sockets cost one buffer, not a
+// slice of them; f must not keep the pointer. Pids are as kadiag's pid
 // namespace numbers them; in a child pid namespace it returns
 // ErrPidNamespace.
-func (r *FilesReader) All() ([]FileSocket, error) {
-	var out []FileSocket
-	err := r.Each(func(f *FileSocket) { out = append(out, *f) })
-	return out, err
-}
-
-// Each is All calling f for each descriptor as its record arrives, in
-// process order, so that 100,000 sockets cost one buffer, not a slice of
-// them. f must not keep the pointer.
 func (r *FilesReader) Each(f func(*FileSocket)) error {
 	it, err := r.all.Open()
 	if err != nil {
 		return fmt.Errorf("run the task_file iterator: %w", err)
 	}
 	defer it.Close()
-	if err := decodeFiles(it, r.layout, 0, f); err != nil {
+	if err := r.decode(it, 0, f); err != nil {
 		return fmt.Errorf("run the task_file iterator: %w", err)
 	}
 	return nil
 }
 
-// Of returns the inet stream socket descriptors of one process, walking
-// only its descriptor table. A process that does not exist has none.
-// ErrUnsupported on kernels before 6.1, which cannot scope the walk
-// (use All).
-func (r *FilesReader) Of(pid int) ([]FileSocket, error) {
-	var out []FileSocket
-	err := r.EachOf(pid, func(f *FileSocket) { out = append(out, *f) })
-	return out, err
-}
-
-// EachOf is Of calling f for each descriptor as its record arrives.
+// EachOf is Each for one process, walking only its descriptor table. A
+// process that does not exist has none. ErrUnsupported on kernels before
+// 6.1, which cannot scope the walk (use Each).
 func (r *FilesReader) EachOf(pid int, f func(*FileSocket)) error {
 	if r.noPid.Load() {
 		return ErrUnsupported
@@ -373,7 +361,7 @@ func (r *FilesReader) EachOf(pid int, f func(*FileSocket)) error {
 	}
 	it := os.NewFile(ifd, "bpf_iter")
 	defer it.Close()
-	if err := decodeFiles(it, r.layout, pid, f); err != nil {
+	if err := r.decode(it, pid, f); err != nil {
 		return fmt.Errorf("run the task_file iterator of pid %d: %w", pid, err)
 	}
 	return nil
@@ -385,15 +373,16 @@ const (
 	bpfIterCreate = 33
 )
 
-// decodeFiles decodes the records src gives, in large reads (each read(2)
-// runs the program over as many descriptors as fit); with pid non-zero
-// every record is that process's, whatever number the initial pid
-// namespace gives it.
-func decodeFiles(src io.Reader, l *tcpLayout, pid int, f func(*FileSocket)) error {
-	d := tcpDecoder{l: l}
+// decode decodes the records src gives, in large reads (each read(2) runs
+// the program over as many descriptors as fit); with pid non-zero every
+// record is that process's, whatever number the initial pid namespace
+// gives it.
+func (r *FilesReader) decode(src io.Reader, pid int, f func(*FileSocket)) error {
+	d := tcpDecoder{l: r.layout, hz: int(r.hz.Load())}
+	defer func() { r.hz.Store(int64(d.hz)) }()
 	var fs FileSocket
-	left, err := eachRecord(src, fileRecordSize, func(r []byte) error {
-		if err := d.file(r, pid, &fs); err != nil {
+	left, err := eachRecord(src, fileRecordSize, func(rec []byte) error {
+		if err := d.file(rec, pid, &fs); err != nil {
 			return err
 		}
 		f(&fs)
@@ -405,8 +394,9 @@ func decodeFiles(src io.Reader, l *tcpLayout, pid int, f func(*FileSocket)) erro
 	return err
 }
 
-// file decodes one record into fs. HZ comes from the first record: the
-// reader's own namespace's tcp_keepalive_time in jiffies and in seconds.
+// file decodes one record into fs. HZ, unless known, comes from the first
+// full record: the reader's own namespace's tcp_keepalive_time in jiffies
+// and in seconds.
 func (d *tcpDecoder) file(r []byte, pid int, fs *FileSocket) error {
 	le := binary.LittleEndian
 	if pid == 0 {
@@ -440,14 +430,4 @@ func (d *tcpDecoder) file(r []byte, pid int, fs *FileSocket) error {
 	var err error
 	fs.TCP, err = d.record(r[fileHeaderSize:])
 	return err
-}
-
-// SocketFiles loads the program, returns All's answer and unloads it.
-func SocketFiles() ([]FileSocket, error) {
-	r, err := NewFilesReader()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return r.All()
 }

@@ -39,7 +39,7 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 	must(t, child.Start())
 	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
 
-	got, err := SocketFiles()
+	got, err := socketFiles()
 	must(t, err)
 	type key struct{ pid, fd int }
 	seen := map[key]uint64{}
@@ -77,7 +77,7 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 	r, err := NewFilesReader()
 	must(t, err)
 	defer r.Close()
-	of, err := r.Of(child.Process.Pid)
+	of, err := r.of(child.Process.Pid)
 	must(t, err)
 	// (The child also inherited the accepted sockets: accept4 without
 	// SOCK_CLOEXEC.) Of and All agree on it.
@@ -97,7 +97,7 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 	if !has3 || len(of) != inChild {
 		t.Errorf("Of(child): %+v; want fd 3 with inode %d among the %d All lists", of, inode(t, tcp), inChild)
 	}
-	mine, err := r.Of(self)
+	mine, err := r.of(self)
 	must(t, err)
 	count := 0
 	for k := range seen {
@@ -110,7 +110,7 @@ func TestSocketFilesEqualsProcfs(t *testing.T) {
 	}
 	child.Process.Kill()
 	child.Wait()
-	if gone, err := r.Of(child.Process.Pid); err != nil || len(gone) != 0 {
+	if gone, err := r.of(child.Process.Pid); err != nil || len(gone) != 0 {
 		t.Errorf("Of(exited pid): %+v, %v; want nothing", gone, err)
 	}
 }
@@ -129,7 +129,7 @@ func TestFilesReaderReadsSockets(t *testing.T) {
 	tr, err := NewTCPReader()
 	must(t, err)
 	defer tr.Close()
-	walked, err := tr.Read(n.Handle, false)
+	walked, err := tr.read(n.Handle, false)
 	must(t, err)
 	byInode := map[uint64]TCPSocket{}
 	for _, s := range walked {
@@ -240,7 +240,7 @@ func TestFilesReaderLeavesSeveralSubflows(t *testing.T) {
 	subflows := 0
 	for try := 0; try < 100 && subflows < 2; try++ {
 		time.Sleep(20 * time.Millisecond)
-		got, err := tr.Read(n.Handle, false)
+		got, err := tr.read(n.Handle, false)
 		must(t, err)
 		subflows = 0
 		for _, s := range got {

@@ -355,19 +355,13 @@ func (r *TCPReader) Close() error {
 	return err
 }
 
-// Read returns the full TCP sockets with an inode of network namespace
-// ns (the caller's own when same). The iterator walks the namespace of the
-// thread that opens it, so it is opened inside ns through internal/netns.
-// An MPTCP socket appears once per subflow, with the MPTCP socket's inode.
-func (r *TCPReader) Read(ns vns.NsHandle, same bool) ([]TCPSocket, error) {
-	var out []TCPSocket
-	err := r.ReadEach(ns, same, func(s *TCPSocket) { out = append(out, *s) })
-	return out, err
-}
-
-// ReadEach is Read calling f for each socket as its record arrives, so
+// ReadEach calls f for every full TCP socket with an inode of network
+// namespace ns (the caller's own when same), as its record arrives, so
 // that a namespace of 100,000 sockets costs one 64 KiB buffer, not the
-// whole output and a slice of it decoded. f runs on the thread inside ns.
+// whole output and a slice of it decoded. The iterator walks the
+// namespace of the thread that opens it, so it is opened inside ns
+// through internal/netns; f runs on that thread. An MPTCP socket appears
+// once per subflow, with the MPTCP socket's inode.
 func (r *TCPReader) ReadEach(ns vns.NsHandle, same bool, f func(*TCPSocket)) error {
 	run := func() error {
 		// HZ turns the kernel's jiffies into getsockopt's seconds; the

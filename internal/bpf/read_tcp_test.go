@@ -218,14 +218,14 @@ func TestTCPReaderEqualsGetsockopt(t *testing.T) {
 	r, err := NewTCPReader()
 	must(t, err)
 	defer r.Close()
-	got, err := r.Read(n.Handle, false)
+	got, err := r.read(n.Handle, false)
 	must(t, err)
 	checkRead(t, got, fds)
 	// A namespace's own sysctls are what an option never set reads as.
 	must(t, n.Do(func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/tcp_keepalive_intvl", []byte("21"), 0)
 	}))
-	got, err = r.Read(n.Handle, false)
+	got, err = r.read(n.Handle, false)
 	must(t, err)
 	checkRead(t, got, fds)
 	for _, s := range got {
@@ -234,7 +234,7 @@ func TestTCPReaderEqualsGetsockopt(t *testing.T) {
 		}
 	}
 	// The host's namespace does not see them.
-	host, err := r.Read(vns.None(), true)
+	host, err := r.read(vns.None(), true)
 	must(t, err)
 	for _, s := range host {
 		for _, fd := range fds {
@@ -290,7 +290,7 @@ func TestTCPReaderEqualsInetDiag(t *testing.T) {
 	r, err := NewTCPReader()
 	must(t, err)
 	defer r.Close()
-	got, err := r.Read(n.Handle, false)
+	got, err := r.read(n.Handle, false)
 	must(t, err)
 	h, err := netlink.NewHandleAt(n.Handle, unix.NETLINK_INET_DIAG) // without the family it dumps the caller's namespace
 	must(t, err)
@@ -305,7 +305,7 @@ func TestTCPReaderEqualsInetDiag(t *testing.T) {
 	}
 	// A second read after the dump brackets it: a clock inet_diag read
 	// lies between the two BPF reads of it, however long the dump took.
-	later, err := r.Read(n.Handle, false)
+	later, err := r.read(n.Handle, false)
 	must(t, err)
 	then := map[uint64]TCPSocket{}
 	for _, s := range later {
@@ -377,7 +377,7 @@ func TestTCPReaderManySockets(t *testing.T) {
 	// within a few.
 	var bad []string
 	for try := 0; try < 3; try++ {
-		got, err := r.Read(n.Handle, false)
+		got, err := r.read(n.Handle, false)
 		must(t, err)
 		seen := map[uint64]int{}
 		for _, s := range got {

@@ -115,7 +115,6 @@ func TestParseSelector(t *testing.T) {
 	}
 }
 
-// fakeNode lays out a temporary log root as the kubelet would for one pod
 // Real processes moved into real cgroups named as kubelet names them,
 // with a real log tree: --pod selects the pod's processes, --container
 // one container's, and wrong names are one-line typed errors.
