@@ -39,11 +39,10 @@ type bpfPath struct {
 	fellBack atomic.Int64
 }
 
-// openBPF sets up the BPF path unless exact values are not wanted. why
-// says, for --explain-source, why the BPF path is or is not used. A scan of
-// given pids walks only their descriptor tables (one scoped task_file walk
-// each, in the listing phase); a host-wide scan walks every task once here.
-func (s *scan) openBPF(explicit bool) {
+// openBPF sets up the BPF path unless exact values are not wanted, and
+// lists the processes' descriptors with it (listBPF). bpfWhy says, for
+// --explain-source, why the BPF path is or is not used.
+func (s *scan) openBPF() {
 	switch {
 	case s.o.NoExact:
 		s.bpfWhy = "exact reads not asked for"
@@ -74,7 +73,7 @@ func (s *scan) openBPF(explicit bool) {
 	}
 	s.bpf = &bpfPath{}
 	s.bpfWhy = "the kernel has BTF and kadiag has CAP_BPF and CAP_PERFMON"
-	s.listBPF(r.files, explicit)
+	s.listBPF(r.files)
 	// The iter/tcp program is loaded only for a namespace that needs it.
 	var walk []*namespace
 	for _, n := range s.nss {
@@ -96,48 +95,39 @@ func (s *scan) openBPF(explicit bool) {
 }
 
 // listBPF lists the processes' descriptors with the task_file program and,
-// through them, reads their TCP sockets: one walk for all processes (or
-// one scoped walk each, for given pids), whatever namespaces the sockets
-// live in. A namespace is then walked with iter/tcp only when one of its
+// through them, reads their TCP sockets: one scoped walk per process (one
+// walk over every task where the kernel cannot scope it), whatever
+// namespaces the sockets live in. A namespace is then walked with iter/tcp only when one of its
 // processes holds a socket the descriptor read cannot give (MPTCP: its
 // options live in subflows no descriptor refers to).
-func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
+func (s *scan) listBPF(fr *bpf.FilesReader) {
 	files := make(map[int][]fdSocket, len(s.procs))
-	add := func(f *bpf.FileSocket) {
-		l, ok := files[f.PID]
-		if !ok {
-			return
-		}
-		files[f.PID] = append(l, fdOf(f))
-	}
 	for _, p := range s.procs {
 		files[p.PID] = nil
 	}
-	var err error
-	// Scoped walks, one per process, run on every CPU; a kernel that
-	// cannot scope them gets one walk over every task.
-	scoped := len(s.procs) > 1 || explicit && len(s.procs) > 0
-	if scoped {
-		// A kernel before 6.1 cannot scope the walk to a process.
-		if err = fr.EachOf(s.procs[0].PID, add); errors.Is(err, bpf.ErrUnsupported) {
-			scoped = false
-		}
+	// One scoped walk per process, on every CPU. Each is read into a
+	// scratch list that keeps its capacity, then copied once: growing each
+	// process's list costs more than the copy.
+	listOne := func(pid int) ([]fdSocket, error) {
+		sp := fdScratch.Get().(*[]fdSocket)
+		defer fdScratch.Put(sp)
+		l := (*sp)[:0]
+		err := fr.EachOf(pid, func(f *bpf.FileSocket) { l = append(l, fdOf(f)) })
+		*sp = l[:0]
+		return slices.Clone(l), err
 	}
+	lists := make([][]fdSocket, len(s.procs))
+	errs := make([]error, len(s.procs))
+	scoped := len(s.procs) > 0
 	if scoped {
-		errs := make([]error, len(s.procs))
-		lists := make([][]fdSocket, len(s.procs))
-		lists[0], errs[0] = files[s.procs[0].PID], err
-		parallel(len(s.procs)-1, func(i int) {
-			p := s.procs[i+1]
-			// Read into a scratch list that keeps its capacity, then copied
-			// once: growing each process's list costs more than the copy.
-			sp := fdScratch.Get().(*[]fdSocket)
-			l := (*sp)[:0]
-			errs[i+1] = fr.EachOf(p.PID, func(f *bpf.FileSocket) { l = append(l, fdOf(f)) })
-			lists[i+1] = slices.Clone(l)
-			*sp = l[:0]
-			fdScratch.Put(sp)
-		})
+		// A kernel before 6.1 cannot scope the walk to a process: it gets
+		// one walk over every task.
+		lists[0], errs[0] = listOne(s.procs[0].PID)
+		scoped = !errors.Is(errs[0], bpf.ErrUnsupported)
+	}
+	var err error
+	if scoped {
+		parallel(len(s.procs)-1, func(i int) { lists[i+1], errs[i+1] = listOne(s.procs[i+1].PID) })
 		s.bpf.fileErrs = map[int]error{}
 		for i, p := range s.procs {
 			switch {
@@ -153,7 +143,11 @@ func (s *scan) listBPF(fr *bpf.FilesReader, explicit bool) {
 			files[p.PID] = lists[i]
 		}
 	} else {
-		err = fr.Each(add)
+		err = fr.Each(func(f *bpf.FileSocket) {
+			if l, ok := files[f.PID]; ok {
+				files[f.PID] = append(l, fdOf(f))
+			}
+		})
 		if err != nil {
 			for _, n := range s.nss {
 				n.walk = true // descriptors from /proc: sockets from the walks

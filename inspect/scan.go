@@ -240,7 +240,7 @@ const chunk = 1024
 // run loads namespaces and descriptors, then joins them. With explicit
 // pids, errors other than a process exiting fail the scan.
 func (s *scan) run(explicit bool) error {
-	s.openBPF(explicit)
+	s.openBPF()
 	defer s.closeBPF()
 	nss := make([]*namespace, 0, len(s.nss))
 	for _, n := range s.nss {
