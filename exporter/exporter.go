@@ -18,16 +18,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kadiag/kadiag/inspect"
+	"github.com/kadiag/kadiag/internal/parallel"
 	"github.com/kadiag/kadiag/internal/pod"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 	"github.com/kadiag/kadiag/middlebox"
@@ -368,22 +367,13 @@ func summarise(p *inspect.Process, maxIdle time.Duration) ProcessStats {
 // maps the preload library, on every CPU (two /proc reads per process),
 // then names each namespace by the first of its processes in a pod.
 func identify(s *Snapshot, netnsOf []string, logs *pod.Logs) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(s.Processes); i = int(next.Add(1)) - 1 {
-				ps := &s.Processes[i]
-				if c, err := pod.ReadCgroup(ps.PID); err == nil {
-					ps.Pod = logs.Identify(c)
-				}
-				ps.PreloadMapped = preloadMapped(ps.PID)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(s.Processes), func(i int) {
+		ps := &s.Processes[i]
+		if c, err := pod.ReadCgroup(ps.PID); err == nil {
+			ps.Pod = logs.Identify(c)
+		}
+		ps.PreloadMapped = preloadMapped(ps.PID)
+	})
 	index := make(map[string]int, len(s.Netns))
 	for i, n := range s.Netns {
 		index[n.Netns] = i

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kadiag/kadiag/internal/bpf"
+	"github.com/kadiag/kadiag/internal/parallel"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -127,7 +128,7 @@ func (s *scan) listBPF(fr *bpf.FilesReader) {
 	}
 	var err error
 	if scoped {
-		parallel(len(s.procs)-1, func(i int) { lists[i+1], errs[i+1] = listOne(s.procs[i+1].PID) })
+		parallel.For(len(s.procs)-1, func(i int) { lists[i+1], errs[i+1] = listOne(s.procs[i+1].PID) })
 		s.bpf.fileErrs = map[int]error{}
 		for i, p := range s.procs {
 			switch {
@@ -371,7 +372,7 @@ func (s *scan) rereadBPF() {
 	for n := range todo {
 		nss = append(nss, n)
 	}
-	parallel(len(nss), func(i int) { nss[i].rereadBPF() })
+	parallel.For(len(nss), func(i int) { nss[i].rereadBPF() })
 }
 
 func (n *namespace) rereadBPF() {

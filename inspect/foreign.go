@@ -3,6 +3,7 @@ package inspect
 import (
 	"fmt"
 
+	"github.com/kadiag/kadiag/internal/parallel"
 	"github.com/kadiag/kadiag/internal/sockfd"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -92,7 +93,7 @@ func (s *scan) foreign(of []*proc) {
 	nsfds := map[uint64]int{}
 	found := make([][]foreignSocket, len(ps))
 	unidentified := make([]int, len(ps))
-	parallel(len(ps), func(i int) { found[i], unidentified[i] = s.classifyMissing(ps[i], nsfds) })
+	parallel.For(len(ps), func(i int) { found[i], unidentified[i] = s.classifyMissing(ps[i], nsfds) })
 	nss := map[uint64]*namespace{}
 	var load []*namespace
 	for ino, fd := range nsfds {
@@ -110,7 +111,7 @@ func (s *scan) foreign(of []*proc) {
 		nss[ino] = n
 		load = append(load, n)
 	}
-	parallel(len(load), func(i int) { load[i].load() })
+	parallel.For(len(load), func(i int) { load[i].load() })
 	for i, p := range ps {
 		if unidentified[i] > 0 {
 			s.notef("pid %d: %d TCP sockets live in another network namespace that cannot be identified (SIOCGSKNS needs CAP_NET_ADMIN there); not shown", p.PID, unidentified[i])

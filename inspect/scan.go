@@ -3,12 +3,12 @@ package inspect
 import (
 	"errors"
 	"fmt"
-	"github.com/kadiag/kadiag/internal/bpf"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
 
+	"github.com/kadiag/kadiag/internal/bpf"
+	"github.com/kadiag/kadiag/internal/parallel"
 	kproc "github.com/kadiag/kadiag/internal/proc"
 	"github.com/kadiag/kadiag/internal/sockfd"
 	"github.com/kadiag/kadiag/middlebox"
@@ -212,23 +212,6 @@ func (s *scan) addProcess(pid int) error {
 	return nil
 }
 
-// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
-func parallel(n int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 // testHookAfterListing lets a test end a process between the listing of its
 // descriptors and their duplication.
 var testHookAfterListing func()
@@ -250,7 +233,7 @@ func (s *scan) run(explicit bool) error {
 	// between is missing from the dump and left out; one closed in between
 	// is missing from the listing: either way only live sockets are shown.
 	fdErrs := make([]error, len(s.procs))
-	parallel(len(nss)+len(s.procs), func(i int) {
+	parallel.For(len(nss)+len(s.procs), func(i int) {
 		if i < len(nss) {
 			nss[i].load()
 			return
@@ -360,7 +343,7 @@ func (s *scan) read(ps []*proc, explicit bool, exited, inferred *int) {
 			tasks = append(tasks, task{p, lo, min(lo+chunk, len(p.fds))})
 		}
 	}
-	parallel(len(tasks), func(i int) { s.join(tasks[i].p, tasks[i].lo, tasks[i].hi) })
+	parallel.For(len(tasks), func(i int) { s.join(tasks[i].p, tasks[i].lo, tasks[i].hi) })
 	s.foreign(ps)
 	for _, p := range ps {
 		if p.pfd >= 0 {
