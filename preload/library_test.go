@@ -103,10 +103,23 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if tmpDir != "" {
-		os.RemoveAll(tmpDir)
+	// What the tests built once for all of them (sanitize_test.go's
+	// harness and sanitised library too) goes with them.
+	for _, d := range []string{tmpDir, dirOf(harnessPath), dirOf(asanLibPath)} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
+}
+
+// dirOf is the directory of a file built into its own temporary one, or
+// "" when it was not built.
+func dirOf(path string) string {
+	if path == "" {
+		return ""
+	}
+	return filepath.Dir(path)
 }
 
 // client compiles testdata/client.c with compiler (gcc, musl-gcc,

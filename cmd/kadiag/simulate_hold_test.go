@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -32,5 +33,10 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(run(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// The binary built once for every test (buildKadiag) goes with them.
+	if kadiagErr == nil && kadiagBin != "" {
+		os.RemoveAll(filepath.Dir(kadiagBin))
+	}
+	os.Exit(code)
 }
